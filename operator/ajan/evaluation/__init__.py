@@ -1,0 +1,1 @@
+"""Accuracy evaluation of the analysis core on labelled public datasets (../shared/data)."""
