@@ -1,11 +1,70 @@
-"""End-to-end detector used by ``ajan detect`` and ``ajan rank``: placeholder, being written."""
+"""ajan's detector: per-metric z-scores, aggregated, alerted with hysteresis.
+
+This is the glue behind ``ajan detect`` and ``ajan rank`` and the operator's
+evaluation. Unlike the rest of :mod:`ajan.analysis`, it takes tables shaped
+``(n_times, n_metrics)``, the layout of a CSV file or a Prometheus range result.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+
+from ajan.analysis.anomaly import (
+    aggregate_scores,
+    calibrate_zscore,
+    detect_period,
+    hysteresis_alerts,
+    residual_zscore,
+    trailing_calibrate_zscore,
+    zscore_to_score,
+)
+from ajan.analysis.robust import FloatArray, robust_location_scale, trailing_location_scale
+
+
+class InsufficientDataError(ValueError):
+    """Too few rows for the detector to learn what normal looks like."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Tuning of :func:`detect`; lengths are in rows (samples), not seconds.
+
+    level_window: points in the forecast's median (short: adapts to level shifts).
+    scale_window: points of past forecast errors that define "normal noise".
+    min_periods: points of history needed before anything is scored.
+    min_calibration: points of normal z-scores needed to calibrate a metric;
+        without a baseline nothing is scored before that many points.
+    calibration_window: trailing points used for calibration without a baseline.
+    z_half: per-metric and aggregated |z| that maps to score 0.5.
+    alert_on, alert_off: score thresholds of the hysteresis alert.
+    use_level: also score each point against the baseline's overall level, which
+        catches slow drifts that the adaptive forecast absorbs.
+    seasonal: look for a seasonal period in the baseline and forecast with it.
+    rel_scale_floor, abs_scale_floor: the scale is never below
+        ``max(abs_scale_floor, rel_scale_floor * |baseline median|)``, so a metric
+        that sat perfectly still in the baseline does not turn every wiggle into
+        an infinite z.
+    """
+
+    level_window: int = 5
+    scale_window: int = 1440
+    min_periods: int = 20
+    z_half: float = 8.0
+    alert_on: float = 0.5
+    alert_off: float = 0.3
+    use_level: bool = False
+    seasonal: bool = True
+    rel_scale_floor: float = 0.01
+    abs_scale_floor: float = 1e-6
+    min_calibration: int = 100
+    calibration_window: int = 4320
+    weights: tuple[float, ...] | None = field(default=None)
+
+
+DEFAULT_CONFIG = DetectorConfig()
 
 
 @dataclass(frozen=True)
@@ -15,28 +74,131 @@ class DetectionResult:
     score: aggregated anomaly score in [0, 1], shape (T,).
     alert: 0/1 alert decision, shape (T,).
     metric_scores: per-metric anomaly score in [0, 1], shape (T, N).
+    zscores: per-metric signed z-scores used for the scores, shape (T, N); NaN
+        where the metric had no data or not enough history.
     """
 
-    score: NDArray[np.float64]
+    score: FloatArray
     alert: NDArray[np.bool_]
-    metric_scores: NDArray[np.float64]
+    metric_scores: FloatArray
+    zscores: FloatArray
 
 
-def detect(values: NDArray[np.float64], baseline: NDArray[np.float64] | None = None) -> DetectionResult:
-    """Score every row of ``values`` (shape (T, N)) causally, optionally against a normal ``baseline`` (Tb, N)."""
+def min_rows(config: DetectorConfig = DEFAULT_CONFIG) -> int:
+    """Rows of history (baseline plus input) the detector needs before it can score."""
+    return config.min_periods + config.level_window + config.min_calibration
+
+
+def metric_zscores(
+    values: ArrayLike, baseline: ArrayLike | None = None, config: DetectorConfig = DEFAULT_CONFIG
+) -> FloatArray:
+    """Per-metric causal z-scores, shape (T, N), calibrated to a common normal scale.
+
+    Two raw views of each metric are computed over baseline and values together:
+    the adaptive residual z (:func:`residual_zscore`) and, with ``use_level``, the
+    z against the baseline's overall level. Each is calibrated against its own
+    values on the baseline (or, without one, on the trailing past of ``values``)
+    by :func:`calibrate_zscore`, and the larger in magnitude is kept.
+    """
+    x = np.asarray(values, dtype=float).T
+    base = np.zeros((x.shape[0], 0)) if baseline is None else np.asarray(baseline, dtype=float).T
+    nb = base.shape[1]
+    full = np.concatenate([base, x], axis=1)
+    learn = full[:, : max(nb, config.min_periods)]
+    level = robust_location_scale(learn, axis=-1).location
+    floor = np.maximum(config.abs_scale_floor, config.rel_scale_floor * np.abs(np.nan_to_num(level)))
+    period = detect_period(base) if (config.seasonal and nb >= 4 * config.min_periods) else None
+    views = [
+        residual_zscore(
+            full,
+            level_window=config.level_window,
+            scale_window=config.scale_window,
+            min_periods=config.min_periods,
+            period=period,
+            min_scale=floor,
+        )
+    ]
+    if config.use_level:
+        if nb >= config.min_periods:
+            ls = robust_location_scale(base, axis=-1, min_scale=floor)
+            loc, scale = ls.location[:, None], ls.scale[:, None]
+        else:
+            tl = trailing_location_scale(
+                full, window=config.scale_window, refresh=max(1, config.scale_window // 16),
+                min_periods=config.min_periods, min_scale=floor[:, None],
+            )
+            loc, scale = tl.location, tl.scale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            views.append((full - loc) / np.where(scale > 0, scale, np.nan))
+    calibrated = []
+    for view in views:
+        if nb >= config.min_calibration:
+            calibrated.append(calibrate_zscore(view[:, nb:], view[:, :nb],
+                                               min_reference=config.min_calibration))
+        else:
+            calibrated.append(trailing_calibrate_zscore(
+                view, window=config.calibration_window,
+                refresh=max(1, config.calibration_window // 32),
+                min_periods=config.min_calibration,
+            )[:, nb:])
+    z = calibrated[0]
+    for other in calibrated[1:]:
+        z = np.where(np.abs(np.nan_to_num(other)) > np.abs(np.nan_to_num(z)), other, z)
+    return np.asarray(z.T, dtype=float)
+
+
+def detect(
+    values: ArrayLike, baseline: ArrayLike | None = None, config: DetectorConfig = DEFAULT_CONFIG
+) -> DetectionResult:
+    """Score every row of ``values`` causally, optionally against a normal ``baseline``.
+
+    Parameters
+    ----------
+    values : array_like, shape (T, N)
+        Rows are times, columns metrics; NaN marks a missing sample.
+    baseline : array_like, shape (Tb, N), optional
+        Normal history preceding ``values``. Without it the detector learns from
+        the past of ``values`` itself and scores 0 until ``min_rows`` rows exist.
+
+    Raises
+    ------
+    InsufficientDataError
+        When baseline and values together hold fewer than :func:`min_rows` rows.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(10, 1, (600, 2)); x[500:, 1] += 40  # metric 1 jumps at row 500
+    >>> res = detect(x)
+    >>> bool(res.alert[:500].any()), bool(res.alert[500])
+    (False, True)
+    """
     x = np.asarray(values, dtype=float)
-    ref = x if baseline is None else np.asarray(baseline, dtype=float)
-    med = np.nanmedian(ref, axis=0)
-    mad = np.nanmedian(np.abs(ref - med), axis=0) * 1.4826
-    z = np.abs(x - med) / np.where(mad > 0, mad, 1.0)
-    ms = 1.0 - np.exp(-np.nan_to_num(z) / 6.0)
-    score = ms.max(axis=1)
-    return DetectionResult(score=score, alert=score >= 0.5, metric_scores=ms)
+    if x.ndim != 2:
+        raise ValueError(f"values must be shaped (T, N), got {x.shape}")
+    have = x.shape[0] + (0 if baseline is None else np.asarray(baseline).shape[0])
+    if have < min_rows(config):
+        raise InsufficientDataError(
+            f"{have} rows of data, the detector needs at least {min_rows(config)}"
+        )
+    z = metric_zscores(x, baseline, config)
+    agg = aggregate_scores(z.T, config.weights, z_half=config.z_half)
+    alert = hysteresis_alerts(agg.score, config.alert_on, config.alert_off)
+    return DetectionResult(agg.score, alert, zscore_to_score(z, config.z_half), z)
 
 
 def rank_metrics(
-    values: NDArray[np.float64], start: int, end: int, baseline: NDArray[np.float64] | None = None
-) -> NDArray[np.float64]:
-    """Responsibility score per metric (shape (N,)) for the anomalous rows ``values[start:end]``; higher is more likely the cause."""
-    res = detect(values, baseline)
-    return res.metric_scores[start:end].mean(axis=0)
+    values: ArrayLike,
+    start: int,
+    end: int,
+    baseline: ArrayLike | None = None,
+    config: DetectorConfig = DEFAULT_CONFIG,
+) -> FloatArray:
+    """Responsibility score per metric (shape (N,)) for the anomalous rows ``values[start:end]``.
+
+    See :func:`ajan.analysis.rootcause.rank_root_causes` for the method.
+    """
+    from ajan.analysis.rootcause import rank_root_causes
+
+    z = metric_zscores(values, baseline, config)
+    return rank_root_causes(z.T, start, end).score

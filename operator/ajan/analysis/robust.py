@@ -1,0 +1,196 @@
+"""Robust location, scale and z-scores.
+
+Everything here is a pure function over numpy arrays. Time runs along ``axis``
+(default ``-1``, i.e. arrays shaped ``(n_metrics, n_times)``); every other axis
+is an independent series.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+#: Consistency constants: for normal data, MAD * 1.4826 and IQR / 1.349 estimate sigma.
+MAD_TO_SIGMA: Final = 1.482602218505602
+IQR_TO_SIGMA: Final = 1.3489795003921634
+
+ScaleMethod = Literal["mad", "iqr"]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class LocationScale:
+    """Robust location and scale of each series; both have the input's shape minus ``axis``."""
+
+    location: FloatArray
+    scale: FloatArray
+
+
+def quiet_nanmedian(a: FloatArray, axis: int) -> FloatArray:
+    """``np.nanmedian`` without the "All-NaN slice" warning: an all-NaN slice simply gives NaN."""
+    if not np.isnan(a).any():
+        return np.asarray(np.median(a, axis=axis), dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.asarray(np.nanmedian(a, axis=axis), dtype=float)
+
+
+def quiet_nanquantile(a: FloatArray, q: ArrayLike, axis: int) -> FloatArray:
+    """``np.nanquantile`` without warnings on all-NaN slices; quantiles lead the output shape."""
+    if not np.isnan(a).any():
+        return np.asarray(np.quantile(a, q, axis=axis), dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.asarray(np.nanquantile(a, q, axis=axis), dtype=float)
+
+
+def robust_location_scale(
+    baseline: ArrayLike,
+    *,
+    axis: int = -1,
+    method: ScaleMethod = "mad",
+    min_scale: float | ArrayLike = 0.0,
+) -> LocationScale:
+    """Median and a robust standard-deviation estimate of each series, ignoring NaN.
+
+    Parameters
+    ----------
+    baseline : array_like
+        Normal history, time along ``axis``.
+    method : {"mad", "iqr"}
+        ``"mad"``: 1.4826 x median absolute deviation; ``"iqr"``: IQR / 1.349.
+    min_scale : float or array_like
+        Lower bound on the scale, in the data's units.
+
+    Returns
+    -------
+    LocationScale
+        A series whose chosen estimate is zero (over half its points equal, as with
+        counters that sit at 0) falls back to the other robust estimate, then to the
+        standard deviation, then to ``min_scale``; a series with no finite value gets NaN.
+
+    Examples
+    --------
+    >>> ls = robust_location_scale([[1.0, 2.0, 3.0, 4.0, 100.0]])
+    >>> float(ls.location[0]), round(float(ls.scale[0]), 3)
+    (3.0, 1.483)
+    """
+    b = np.moveaxis(np.asarray(baseline, dtype=float), axis, -1)
+    loc = quiet_nanmedian(b, axis=-1)
+    mad = quiet_nanmedian(np.abs(b - loc[..., None]), axis=-1) * MAD_TO_SIGMA
+    q25, q75 = quiet_nanquantile(b, [0.25, 0.75], axis=-1)
+    iqr = (q75 - q25) / IQR_TO_SIGMA
+    first, second = (mad, iqr) if method == "mad" else (iqr, mad)
+    scale = np.where(first > 0, first, second)
+    if np.any(~(scale > 0) & np.isfinite(loc)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = np.nanstd(b, axis=-1)
+        scale = np.where(scale > 0, scale, std)
+    scale = np.maximum(scale, np.asarray(min_scale, dtype=float))
+    return LocationScale(location=loc, scale=scale)
+
+
+def robust_zscore(
+    x: ArrayLike,
+    baseline: ArrayLike | None = None,
+    *,
+    axis: int = -1,
+    method: ScaleMethod = "mad",
+    min_scale: float | ArrayLike = 0.0,
+) -> FloatArray:
+    """Robust z-score ``(x - median) / robust_scale`` of each point against a baseline.
+
+    Parameters
+    ----------
+    x : array_like
+        Values to score, time along ``axis``, e.g. shape (n_metrics, n_times).
+    baseline : array_like, optional
+        Normal history with the same shape except along ``axis``. When omitted,
+        ``x`` is its own baseline, which is *not* causal: use
+        :func:`ajan.analysis.anomaly.residual_zscore` for online scoring.
+    method, min_scale
+        See :func:`robust_location_scale`.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``x``. NaN where ``x`` is NaN, where the baseline has no data,
+        or where the baseline is constant and ``min_scale`` is 0 (no scale, no score).
+
+    Examples
+    --------
+    >>> robust_zscore([[10.0, 13.0]], baseline=[[9.0, 10.0, 11.0]]).round(2).tolist()
+    [[0.0, 2.02]]
+    """
+    xs = np.asarray(x, dtype=float)
+    ls = robust_location_scale(xs if baseline is None else baseline, axis=axis, method=method,
+                               min_scale=min_scale)
+    xm = np.moveaxis(xs, axis, -1)
+    scale = np.where(ls.scale > 0, ls.scale, np.nan)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (xm - ls.location[..., None]) / scale
+    return np.moveaxis(z, -1, axis)
+
+
+def block_starts(n_times: int, refresh: int, min_periods: int) -> list[int]:
+    """Start indices of the blocks over which a trailing estimate is held constant.
+
+    Steps of ``refresh`` points once history is long; while it is short the step is
+    a quarter of the history so far (at least 1), so that a short series is not
+    left unscored for a whole ``refresh`` after ``min_periods`` points exist.
+    """
+    starts, s = [], 0
+    while s < n_times:
+        starts.append(s)
+        s += max(1, min(int(refresh), max(s, int(min_periods)) // 4))
+    return starts
+
+
+def trailing_location_scale(
+    x: ArrayLike,
+    *,
+    window: int,
+    refresh: int,
+    min_periods: int,
+    method: ScaleMethod = "mad",
+    min_scale: float | ArrayLike = 0.0,
+) -> LocationScale:
+    """Causal robust location and scale of each series over a trailing window.
+
+    The estimate used at time ``t`` is computed from ``x[..., max(0, s - window):s]``
+    where ``s`` is the last of :func:`block_starts` at or before ``t``: strictly past
+    data, re-estimated every ``refresh`` points (more often while history is short)
+    so that the cost is O(T / refresh * window) instead of O(T * window).
+
+    Parameters
+    ----------
+    x : array_like, shape (n_series, n_times)
+    window, refresh, min_periods : int
+        Trailing window length, re-estimation period and the minimum number of
+        finite points for an estimate (NaN before that), all in points.
+
+    Returns
+    -------
+    LocationScale
+        ``location`` and ``scale`` of shape (n_series, n_times).
+    """
+    xs = np.asarray(x, dtype=float)
+    n, t = xs.shape
+    loc = np.full((n, t), np.nan)
+    scale = np.full((n, t), np.nan)
+    starts = block_starts(t, refresh, min_periods)
+    for start, stop in zip(starts, [*starts[1:], t], strict=True):
+        hist = xs[:, max(0, start - window) : start]
+        if hist.shape[1] < min_periods:
+            continue
+        ls = robust_location_scale(hist, axis=-1, method=method, min_scale=min_scale)
+        enough = np.sum(np.isfinite(hist), axis=-1) >= min_periods
+        loc[:, start:stop] = np.where(enough, ls.location, np.nan)[:, None]
+        scale[:, start:stop] = np.where(enough, ls.scale, np.nan)[:, None]
+    return LocationScale(location=loc, scale=scale)

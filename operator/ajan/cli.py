@@ -1,0 +1,136 @@
+"""The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr naming the
+problem), 1 an internal error (one line; set AJAN_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+import numpy as np
+
+from ajan import __version__
+from ajan.analysis.detector import InsufficientDataError, detect, min_rows, rank_metrics
+from ajan.table import InputError, MetricTable, parse_timestamp, read_table
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ajan", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"ajan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    det = sub.add_parser("detect", help="score every row of a metric CSV (causal)")
+    det.add_argument("input", help="CSV with a header row; optional 'timestamp' column")
+    det.add_argument("--train", help="CSV of normal history with the same columns")
+    det.add_argument("--output", help="write the result here instead of stdout")
+
+    rank = sub.add_parser("rank", help="rank metrics by responsibility for an interval")
+    rank.add_argument("input")
+    rank.add_argument("--start", required=True, help="first row (index or timestamp)")
+    rank.add_argument("--end", required=True, help="row after the last (index or timestamp)")
+    rank.add_argument("--train", help="CSV of normal history with the same columns")
+    rank.add_argument("--top", type=int, help="print only the K most responsible metrics")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[MetricTable, np.ndarray | None]:
+    table = read_table(args.input)
+    baseline = None
+    if args.train:
+        baseline = read_table(args.train, columns=table.names).values
+    needed = min_rows()
+    have = table.values.shape[0] + (0 if baseline is None else baseline.shape[0])
+    if have < needed:
+        raise InputError(
+            f"{args.input}: {have} rows (with --train) but the detector needs at least {needed}; "
+            "give more rows or a longer --train baseline"
+        )
+    return table, baseline
+
+
+def _row_index(table: MetricTable, text: str, flag: str) -> int:
+    """A row index, or with a timestamp column, the first row at or after a timestamp."""
+    n = table.values.shape[0]
+    s = text.strip()
+    if s.lstrip("-").isdigit() and 0 <= int(s) <= n:
+        return int(s)
+    if table.epochs is None:
+        raise InputError(f"{flag} {s!r} is not a row index in [0, {n}] and the input has no timestamp column")
+    try:
+        t = parse_timestamp(s)
+    except InputError as exc:
+        raise InputError(f"{flag}: {exc}") from None
+    return int(np.searchsorted(table.epochs, t, side="left"))
+
+
+def _detect(args: argparse.Namespace, out: TextIO) -> None:
+    table, baseline = _load(args)
+    result = detect(table.values, baseline)
+    writer = csv.writer(out, lineterminator="\n")
+    keys: Sequence[str] = table.timestamps if table.timestamps is not None else [
+        str(i) for i in range(table.values.shape[0])
+    ]
+    writer.writerow(["timestamp" if table.timestamps is not None else "row", "score", "alert"])
+    for key, score, alert in zip(keys, result.score, result.alert, strict=True):
+        writer.writerow([key, f"{score:.6f}", int(alert)])
+
+
+def _rank(args: argparse.Namespace, out: TextIO) -> None:
+    table, baseline = _load(args)
+    start = _row_index(table, args.start, "--start")
+    end = _row_index(table, args.end, "--end")
+    if start >= end:
+        raise InputError(f"--start ({args.start}) must come before --end ({args.end})")
+    if args.top is not None and args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    scores = rank_metrics(table.values, start, end, baseline)
+    order = sorted(range(len(table.names)), key=lambda i: (-scores[i], i))
+    if args.top is not None:
+        order = order[: args.top]
+    ranking = [{"metric": table.names[i], "score": round(float(scores[i]), 6)} for i in order]
+    json.dump({"ranking": ranking}, out)
+    out.write("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ajan`` console script; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    command = {"detect": _detect, "rank": _rank}[args.command]
+    try:
+        if getattr(args, "output", None):
+            with open(args.output, "w", newline="", encoding="utf-8") as out:
+                command(args, out)
+        else:
+            command(args, sys.stdout)
+    except (InputError, InsufficientDataError) as exc:
+        print(f"ajan {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"ajan {args.command}: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # the contract is one line, never a traceback
+        if os.environ.get("AJAN_DEBUG"):
+            raise
+        print(f"ajan {args.command}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
