@@ -108,7 +108,7 @@ def residual_zscore(
     scale_window: int = 1440,
     refresh: int | None = None,
     min_periods: int = 20,
-    period: int | Sequence[int] | None = None,
+    period: int | Sequence[int] | NDArray[np.int64] | None = None,
     method: ScaleMethod = "mad",
     min_scale: float | ArrayLike = 0.0,
 ) -> FloatArray:
@@ -408,7 +408,7 @@ def critical_anomalies(
     # Index of the last quiet point per metric (-1 if none), found from the reversed array.
     last_quiet = np.where(quiet.any(axis=1), t - 1 - np.argmax(quiet[:, ::-1], axis=1), -1)
     out = []
-    for i in np.flatnonzero(latest >= threshold):
+    for i in np.flatnonzero(latest >= threshold).tolist():
         base = float(loc[i])
         value = float(xs[i, -1])
         dev = (value - base) / abs(base) if base != 0 else float("nan")
@@ -496,3 +496,54 @@ def trailing_calibrate_zscore(
         short = np.count_nonzero(np.isfinite(ref), axis=1) < min_periods
         out[short, start:stop] = np.nan
     return out
+
+
+def trend_zscore(
+    x: ArrayLike,
+    *,
+    horizon: int = 60,
+    window: int = 240,
+    smooth: int = 5,
+    min_periods: int = 20,
+    refresh: int | None = None,
+    min_scale: float | ArrayLike = 0.0,
+) -> FloatArray:
+    """Causal z of the recent level against the level ``horizon`` points ago.
+
+    The adaptive forecast of :func:`residual_zscore` follows a slow leak step by
+    step and never calls it anomalous. This view compares the median of the last
+    ``smooth`` points with a reference window that ended ``horizon`` points
+    earlier, so a drift of several noise widths per horizon stands out, while a
+    benign step is forgotten once the reference window has moved past it
+    (about ``horizon + window / 2`` points later).
+
+    Parameters
+    ----------
+    x : array_like, shape (n_metrics, n_times)
+    horizon, window, smooth, min_periods, refresh : int
+        In points; ``refresh`` defaults to ``window // 8``.
+
+    Returns
+    -------
+    ndarray, shape (n_metrics, n_times)
+        Signed z; NaN until ``horizon + min_periods`` points exist.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> leak = rng.normal(0, 1, 600) + np.r_[np.zeros(300), np.arange(300) * 0.1]
+    >>> z = trend_zscore(leak)
+    >>> bool(np.nanmax(np.abs(z[0, :300])) < 5), bool(z[0, 400] > 5)  # 100 points into the leak
+    (True, True)
+    """
+    xs = _as_2d(x)
+    n, t = xs.shape
+    recent = _past_median(np.concatenate([xs[:, 1:], np.full((n, 1), np.nan)], axis=1), smooth)
+    # _past_median of the series shifted left by one = median of the last `smooth` points up to t.
+    delayed = np.concatenate([np.full((n, horizon), np.nan), xs[:, : t - horizon]], axis=1)
+    ls = trailing_location_scale(
+        delayed, window=window, refresh=refresh or max(1, window // 8),
+        min_periods=min_periods, min_scale=min_scale,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (recent - ls.location) / np.where(ls.scale > 0, ls.scale, np.nan)

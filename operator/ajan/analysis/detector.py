@@ -19,6 +19,7 @@ from ajan.analysis.anomaly import (
     hysteresis_alerts,
     residual_zscore,
     trailing_calibrate_zscore,
+    trend_zscore,
     zscore_to_score,
 )
 from ajan.analysis.robust import FloatArray, robust_location_scale, trailing_location_scale
@@ -42,6 +43,10 @@ class DetectorConfig:
     alert_on, alert_off: score thresholds of the hysteresis alert.
     use_level: also score each point against the baseline's overall level, which
         catches slow drifts that the adaptive forecast absorbs.
+    use_trend, trend_horizon, trend_window: also compare the recent level with the
+        level ``trend_horizon`` points ago (see :func:`trend_zscore`), which catches
+        slow leaks that the adaptive forecast follows step by step. ``trend_weight``
+        discounts this view: slow benign change is common, so it must be clearer to count.
     seasonal: look for a seasonal period in the baseline and forecast with it.
     rel_scale_floor, abs_scale_floor: the scale is never below
         ``max(abs_scale_floor, rel_scale_floor * |baseline median|)``, so a metric
@@ -50,12 +55,16 @@ class DetectorConfig:
     """
 
     level_window: int = 5
-    scale_window: int = 1440
+    scale_window: int = 4320
     min_periods: int = 20
     z_half: float = 8.0
     alert_on: float = 0.5
     alert_off: float = 0.3
     use_level: bool = False
+    use_trend: bool = True
+    trend_horizon: int = 60
+    trend_window: int = 240
+    trend_weight: float = 0.7
     seasonal: bool = True
     rel_scale_floor: float = 0.01
     abs_scale_floor: float = 1e-6
@@ -118,6 +127,11 @@ def metric_zscores(
             min_scale=floor,
         )
     ]
+    if config.use_trend:
+        views.append(trend_zscore(
+            full, horizon=config.trend_horizon, window=config.trend_window,
+            smooth=config.level_window, min_periods=config.min_periods, min_scale=floor,
+        ))
     if config.use_level:
         if nb >= config.min_periods:
             ls = robust_location_scale(base, axis=-1, min_scale=floor)
@@ -141,6 +155,8 @@ def metric_zscores(
                 refresh=max(1, config.calibration_window // 32),
                 min_periods=config.min_calibration,
             )[:, nb:])
+    if config.use_trend:
+        calibrated[1] = calibrated[1] * config.trend_weight
     z = calibrated[0]
     for other in calibrated[1:]:
         z = np.where(np.abs(np.nan_to_num(other)) > np.abs(np.nan_to_num(z)), other, z)

@@ -31,22 +31,38 @@ class LocationScale:
     scale: FloatArray
 
 
+def _sorted_quantile(a: FloatArray, q: FloatArray, axis: int) -> FloatArray:
+    """NaN-ignoring quantiles (numpy's default linear interpolation) by one vectorised sort.
+
+    ``np.nanmedian`` falls back to a Python-level loop per row once any NaN is
+    present, which is 20x slower on the (n_series, n_times) blocks used here.
+    """
+    b = np.sort(np.moveaxis(a, axis, -1), axis=-1)  # NaN sorts last
+    count = np.sum(~np.isnan(b), axis=-1)
+    pos = q.reshape((-1,) + (1,) * count.ndim) * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    frac = pos - lo
+    b_lo = np.take_along_axis(b[None], lo[..., None], axis=-1)[..., 0]
+    b_hi = np.take_along_axis(b[None], hi[..., None], axis=-1)[..., 0]
+    out = b_lo + (b_hi - b_lo) * frac
+    return np.where(count > 0, out, np.nan)
+
+
 def quiet_nanmedian(a: FloatArray, axis: int) -> FloatArray:
     """``np.nanmedian`` without the "All-NaN slice" warning: an all-NaN slice simply gives NaN."""
     if not np.isnan(a).any():
         return np.asarray(np.median(a, axis=axis), dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(np.nanmedian(a, axis=axis), dtype=float)
+    return _sorted_quantile(a, np.array([0.5]), axis)[0]
 
 
 def quiet_nanquantile(a: FloatArray, q: ArrayLike, axis: int) -> FloatArray:
     """``np.nanquantile`` without warnings on all-NaN slices; quantiles lead the output shape."""
+    qa = np.asarray(q, dtype=np.float64)
     if not np.isnan(a).any():
-        return np.asarray(np.quantile(a, q, axis=axis), dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(np.nanquantile(a, q, axis=axis), dtype=float)
+        return np.asarray(np.quantile(a, qa, axis=axis), dtype=np.float64)
+    out = _sorted_quantile(a, qa.reshape(-1), axis)
+    return out.reshape(qa.shape + out.shape[1:])
 
 
 def robust_location_scale(
@@ -83,10 +99,18 @@ def robust_location_scale(
     b = np.moveaxis(np.asarray(baseline, dtype=float), axis, -1)
     loc = quiet_nanmedian(b, axis=-1)
     mad = quiet_nanmedian(np.abs(b - loc[..., None]), axis=-1) * MAD_TO_SIGMA
-    q25, q75 = quiet_nanquantile(b, [0.25, 0.75], axis=-1)
-    iqr = (q75 - q25) / IQR_TO_SIGMA
-    first, second = (mad, iqr) if method == "mad" else (iqr, mad)
-    scale = np.where(first > 0, first, second)
+    if method == "mad":
+        scale = mad
+        flat = ~(mad > 0)
+        # The IQR is only the fallback here: compute it just for the series that need it.
+        if flat.any():
+            q25, q75 = quiet_nanquantile(b[flat], [0.25, 0.75], axis=-1)
+            scale = mad.copy()
+            scale[flat] = (q75 - q25) / IQR_TO_SIGMA
+    else:
+        q25, q75 = quiet_nanquantile(b, [0.25, 0.75], axis=-1)
+        iqr = (q75 - q25) / IQR_TO_SIGMA
+        scale = np.where(iqr > 0, iqr, mad)
     if np.any(~(scale > 0) & np.isfinite(loc)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
