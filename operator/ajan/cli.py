@@ -14,11 +14,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-import numpy as np
+import io
+from typing import TYPE_CHECKING
 
 from ajan import __version__
-from ajan.analysis.detector import InsufficientDataError, detect, min_rows, rank_metrics
 from ajan.table import InputError, MetricTable, parse_timestamp, read_table
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The analysis modules (numpy, scipy.stats) are imported inside the commands: a
+# usage error should not wait a second for scipy to load.
 
 EXIT_BAD_INPUT = 2
 
@@ -50,6 +56,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[MetricTable, np.ndarray | None]:
+    from ajan.analysis.detector import min_rows
+
     table = read_table(args.input)
     baseline = None
     if args.train:
@@ -66,6 +74,8 @@ def _load(args: argparse.Namespace) -> tuple[MetricTable, np.ndarray | None]:
 
 def _row_index(table: MetricTable, text: str, flag: str) -> int:
     """A row index, or with a timestamp column, the first row at or after a timestamp."""
+    import numpy as np
+
     n = table.values.shape[0]
     s = text.strip()
     if s.lstrip("-").isdigit() and 0 <= int(s) <= n:
@@ -76,10 +86,14 @@ def _row_index(table: MetricTable, text: str, flag: str) -> int:
         t = parse_timestamp(s)
     except InputError as exc:
         raise InputError(f"{flag}: {exc}") from None
+    if np.any(np.diff(table.epochs) < 0):
+        raise InputError(f"{flag}: the timestamp column is not in time order, so a time cannot name a row")
     return int(np.searchsorted(table.epochs, t, side="left"))
 
 
 def _detect(args: argparse.Namespace, out: TextIO) -> None:
+    from ajan.analysis.detector import detect
+
     table, baseline = _load(args)
     result = detect(table.values, baseline)
     writer = csv.writer(out, lineterminator="\n")
@@ -92,6 +106,8 @@ def _detect(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _rank(args: argparse.Namespace, out: TextIO) -> None:
+    from ajan.analysis.detector import rank_metrics
+
     table, baseline = _load(args)
     start = _row_index(table, args.start, "--start")
     end = _row_index(table, args.end, "--end")
@@ -112,12 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ajan`` console script; returns the exit code."""
     args = _build_parser().parse_args(argv)
     command = {"detect": _detect, "rank": _rank}[args.command]
+    from ajan.analysis.detector import InsufficientDataError
+
     try:
+        # Into memory first: a failed run must not truncate an existing --output file.
+        buffer = io.StringIO()
+        command(args, buffer)
         if getattr(args, "output", None):
             with open(args.output, "w", newline="", encoding="utf-8") as out:
-                command(args, out)
+                out.write(buffer.getvalue())
         else:
-            command(args, sys.stdout)
+            sys.stdout.write(buffer.getvalue())
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # `ajan detect x.csv | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (InputError, InsufficientDataError) as exc:
         print(f"ajan {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

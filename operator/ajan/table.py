@@ -76,7 +76,9 @@ def read_table(path: str | Path, *, columns: tuple[str, ...] | None = None) -> M
     """
     p = Path(path)
     try:
-        handle = p.open(newline="", encoding="utf-8")
+        # utf-8-sig: spreadsheet exports start with a byte-order mark, which would
+        # otherwise become part of the first column's name ("\ufefftimestamp").
+        handle = p.open(newline="", encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
     except OSError as exc:

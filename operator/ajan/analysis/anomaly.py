@@ -79,8 +79,21 @@ def detect_period(
     filled = b - quiet_nanmedian(b, axis=1)[:, None]
     ok = np.mean(np.isfinite(b), axis=1) >= 0.9
     filled = np.where(np.isfinite(filled), filled, 0.0)
-    # Differencing first removes trends that would otherwise make every lag look periodic.
-    d = np.diff(filled, axis=1)
+    # Two views: the detrended series finds smooth cycles (a sine, a daily traffic
+    # curve), its first difference finds spiky ones (a daily batch job). A trend or
+    # a slowly decaying ACF has no prominent peak in either, so it is not a period.
+    steps = np.arange(t) - (t - 1) / 2.0
+    slope = (filled @ steps) / (steps @ steps)
+    detrended = filled - filled.mean(axis=1, keepdims=True) - slope[:, None] * steps
+    for series in (detrended, np.diff(filled, axis=1)):
+        found = _acf_period(series, min_period, max_p, min_acf)
+        out = np.where((out == 0) & ok, found, out)
+    return out
+
+
+def _acf_period(d: FloatArray, min_period: int, max_p: int, min_acf: float) -> NDArray[np.int64]:
+    """Lag of the highest prominent local maximum of each row's ACF in [min_period, max_p], or 0."""
+    n = d.shape[0]
     d = d - d.mean(axis=1, keepdims=True)
     nfft = 1 << int(np.ceil(np.log2(2 * d.shape[1])))
     spec = np.fft.rfft(d, nfft, axis=1)
@@ -89,15 +102,16 @@ def detect_period(
     with np.errstate(invalid="ignore", divide="ignore"):
         acf = np.where(var > 0, acov / np.where(var > 0, var, 1.0), 0.0)
     cand = acf[:, min_period : max_p + 1]
-    # A period must be a local maximum of the ACF, not the tail of the lag-0 peak.
+    # A period is a local maximum of the ACF that stands well above the trough
+    # before it, not the tail of the lag-0 peak nor a ripple on a slow decay.
     is_peak = np.zeros_like(cand, dtype=bool)
     is_peak[:, 1:-1] = (cand[:, 1:-1] >= cand[:, :-2]) & (cand[:, 1:-1] >= cand[:, 2:])
-    masked = np.where(is_peak, cand, -np.inf)
+    trough = np.minimum.accumulate(acf[:, 1 : max_p + 1], axis=1)[:, min_period - 1 :]
+    prominent = is_peak & (cand - trough >= min_acf)
+    masked = np.where(prominent, cand, -np.inf)
     best = np.argmax(masked, axis=1)
     peak = masked[np.arange(n), best]
-    good = ok & (peak >= min_acf)
-    out[good] = best[good] + min_period
-    return out
+    return np.where(peak >= min_acf, best + min_period, 0).astype(np.int64)
 
 
 def residual_zscore(
@@ -109,6 +123,7 @@ def residual_zscore(
     refresh: int | None = None,
     min_periods: int = 20,
     period: int | Sequence[int] | NDArray[np.int64] | None = None,
+    seasonal_from: int = 0,
     method: ScaleMethod = "mad",
     min_scale: float | ArrayLike = 0.0,
 ) -> FloatArray:
@@ -138,6 +153,10 @@ def residual_zscore(
         In points. ``refresh`` defaults to ``scale_window // 16``.
     period : int or sequence of int, optional
         Seasonal period per metric in points (0 = none); see :func:`detect_period`.
+    seasonal_from : int
+        Index (into baseline followed by ``x``) from which the seasonal forecast is
+        used; before it the plain level forecast is. A period learnt from the first
+        points of a stream applies only after them, which keeps scoring causal.
     method, min_scale
         Scale estimator and floor, see :func:`ajan.analysis.robust.robust_location_scale`.
 
@@ -165,7 +184,8 @@ def residual_zscore(
     )
     for p in np.unique(periods[periods > 0]):
         rows = periods == p
-        forecast[rows] = _seasonal_forecast(full[rows], int(p), level_window)
+        seasonal = _seasonal_forecast(full[rows], int(p), level_window)
+        forecast[rows, seasonal_from:] = seasonal[:, seasonal_from:]
     resid = full - forecast
     ls = trailing_location_scale(
         resid,
@@ -183,6 +203,8 @@ def residual_zscore(
 
 def _seasonal_forecast(x: FloatArray, period: int, level_window: int, seasons: int = 3) -> FloatArray:
     n, t = x.shape
+    if period >= t:
+        return _past_median(x, level_window)
     lagged = np.full((seasons, n, t), np.nan)
     for j in range(1, seasons + 1):
         lag = j * period
@@ -266,9 +288,11 @@ def aggregate_scores(
     n, _ = zz.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     w = w / np.max(w) if np.max(w) > 0 else np.ones(n)
-    finite = np.isfinite(zz)
-    wz = np.where(finite, np.abs(zz) * w[:, None], 0.0)
-    count = finite.sum(axis=0)
+    # NaN is "no data"; an infinite z is the strongest possible evidence, not missing.
+    present = ~np.isnan(zz)
+    with np.errstate(invalid="ignore"):
+        wz = np.where(present & (w[:, None] > 0), np.abs(zz) * w[:, None], 0.0)
+    count = present.sum(axis=0)
     has = count > 0
     m = np.maximum(count, 1)
     zmax = wz.max(axis=0)
@@ -297,6 +321,25 @@ def hysteresis_alerts(score: ArrayLike, on: float, off: float) -> NDArray[np.boo
         active = v >= off if active else v >= on
         out[i] = active
     return out
+
+
+def onset_scores(score: ArrayLike, hold: int) -> FloatArray:
+    """Causal incident-onset signal: the score where it exceeds every score of the
+    previous ``hold`` points, 0 elsewhere.
+
+    An incident lifts the score for many consecutive points; a pager, a plan or a
+    benchmark that counts each point above a threshold wants it once, when it
+    starts or gets worse.
+
+    Examples
+    --------
+    >>> onset_scores([0.1, 0.8, 0.9, 0.85, 0.2, 0.3], hold=3).tolist()
+    [0.1, 0.8, 0.9, 0.0, 0.0, 0.0]
+    """
+    s = np.asarray(score, dtype=float)
+    padded = np.concatenate([np.full(hold, -np.inf), s])
+    previous = sliding_window_view(padded[:-1], hold).max(axis=1)
+    return np.where(s > previous, s, 0.0)
 
 
 @dataclass(frozen=True)
@@ -356,7 +399,8 @@ def percentile_shift(
         exceed = np.where(n > 0, above / np.maximum(n, 1), np.nan)
         ratio = np.where(bq != 0, cq / bq, np.where(cq == 0, 1.0, np.inf))
     pval = stats.binom.sf(above - 1, n[None, :], 1.0 - q[:, None])
-    pval = np.where(n > 0, pval, np.nan)
+    pval = np.where((n > 0) & np.isfinite(bq), pval, np.nan)
+    exceed = np.where(np.isfinite(bq), exceed, np.nan)
     return PercentileShift(q, bq, cq, ratio, exceed, np.asarray(pval, dtype=float))
 
 
@@ -540,7 +584,9 @@ def trend_zscore(
     n, t = xs.shape
     recent = _past_median(np.concatenate([xs[:, 1:], np.full((n, 1), np.nan)], axis=1), smooth)
     # _past_median of the series shifted left by one = median of the last `smooth` points up to t.
-    delayed = np.concatenate([np.full((n, horizon), np.nan), xs[:, : t - horizon]], axis=1)
+    delayed = np.full((n, t), np.nan)
+    if t > horizon:
+        delayed[:, horizon:] = xs[:, : t - horizon]
     ls = trailing_location_scale(
         delayed, window=window, refresh=refresh or max(1, window // 8),
         min_periods=min_periods, min_scale=min_scale,

@@ -77,10 +77,11 @@ def _pearson_pairwise(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatAr
     vectorised form of pandas' pairwise ``corr``.
     """
     ma, mb = np.isfinite(a).astype(float), np.isfinite(b).astype(float)
-    # Centring first keeps the sums small and the subtraction below well conditioned.
-    a0 = np.where(ma > 0, a - np.nanmean(np.where(ma > 0, a, np.nan), axis=1, keepdims=True), 0.0)
-    b0 = np.where(mb > 0, b - np.nanmean(np.where(mb > 0, b, np.nan), axis=1, keepdims=True), 0.0)
-    a0, b0 = np.nan_to_num(a0), np.nan_to_num(b0)
+    # Centring first keeps the sums small and the subtraction below well conditioned
+    # (row means by hand: np.nanmean warns on an all-NaN row).
+    a0, b0 = np.where(ma > 0, a, 0.0), np.where(mb > 0, b, 0.0)
+    a0 = np.where(ma > 0, a0 - a0.sum(axis=1, keepdims=True) / np.maximum(ma.sum(axis=1, keepdims=True), 1), 0.0)
+    b0 = np.where(mb > 0, b0 - b0.sum(axis=1, keepdims=True) / np.maximum(mb.sum(axis=1, keepdims=True), 1), 0.0)
     n = ma @ mb.T
     sa, sb = a0 @ mb.T, ma @ b0.T
     saa, sbb = (a0 * a0) @ mb.T, ma @ (b0 * b0).T

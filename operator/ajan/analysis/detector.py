@@ -17,6 +17,7 @@ from ajan.analysis.anomaly import (
     calibrate_zscore,
     detect_period,
     hysteresis_alerts,
+    onset_scores,
     residual_zscore,
     trailing_calibrate_zscore,
     trend_zscore,
@@ -41,13 +42,16 @@ class DetectorConfig:
     calibration_window: trailing points used for calibration without a baseline.
     z_half: per-metric and aggregated |z| that maps to score 0.5.
     alert_on, alert_off: score thresholds of the hysteresis alert.
+    onset_hold: rows over which a score must be a new high to count as an onset.
     use_level: also score each point against the baseline's overall level, which
         catches slow drifts that the adaptive forecast absorbs.
     use_trend, trend_horizon, trend_window: also compare the recent level with the
         level ``trend_horizon`` points ago (see :func:`trend_zscore`), which catches
         slow leaks that the adaptive forecast follows step by step. ``trend_weight``
         discounts this view: slow benign change is common, so it must be clearer to count.
-    seasonal: look for a seasonal period in the baseline and forecast with it.
+    seasonal, period_learn: look for a seasonal period and forecast with it: in the
+        baseline when it has ``period_learn`` points, else in the first
+        ``period_learn`` points of the input (then used only after them).
     rel_scale_floor, abs_scale_floor: the scale is never below
         ``max(abs_scale_floor, rel_scale_floor * |baseline median|)``, so a metric
         that sat perfectly still in the baseline does not turn every wiggle into
@@ -69,6 +73,8 @@ class DetectorConfig:
     rel_scale_floor: float = 0.01
     abs_scale_floor: float = 1e-6
     min_calibration: int = 100
+    period_learn: int = 1000
+    onset_hold: int = 48
     calibration_window: int = 4320
     weights: tuple[float, ...] | None = field(default=None)
 
@@ -85,12 +91,16 @@ class DetectionResult:
     metric_scores: per-metric anomaly score in [0, 1], shape (T, N).
     zscores: per-metric signed z-scores used for the scores, shape (T, N); NaN
         where the metric had no data or not enough history.
+    onset: the score where it reaches a new high over the previous
+        ``onset_hold`` rows, else 0, shape (T,): one signal per incident onset or
+        escalation (see :func:`onset_scores`).
     """
 
     score: FloatArray
     alert: NDArray[np.bool_]
     metric_scores: FloatArray
     zscores: FloatArray
+    onset: FloatArray
 
 
 def min_rows(config: DetectorConfig = DEFAULT_CONFIG) -> int:
@@ -116,7 +126,13 @@ def metric_zscores(
     learn = full[:, : max(nb, config.min_periods)]
     level = robust_location_scale(learn, axis=-1).location
     floor = np.maximum(config.abs_scale_floor, config.rel_scale_floor * np.abs(np.nan_to_num(level)))
-    period = detect_period(base) if (config.seasonal and nb >= 4 * config.min_periods) else None
+    period, seasonal_from = None, 0
+    if config.seasonal and nb >= config.period_learn:
+        period = detect_period(base)
+    elif config.seasonal and full.shape[1] > config.period_learn:
+        # No (long enough) baseline: learn the period from a fixed-length prefix and
+        # use it only after that prefix, so no score depends on later data.
+        period, seasonal_from = detect_period(full[:, : config.period_learn]), config.period_learn
     views = [
         residual_zscore(
             full,
@@ -124,6 +140,7 @@ def metric_zscores(
             scale_window=config.scale_window,
             min_periods=config.min_periods,
             period=period,
+            seasonal_from=seasonal_from,
             min_scale=floor,
         )
     ]
@@ -139,7 +156,7 @@ def metric_zscores(
         else:
             tl = trailing_location_scale(
                 full, window=config.scale_window, refresh=max(1, config.scale_window // 16),
-                min_periods=config.min_periods, min_scale=floor[:, None],
+                min_periods=config.min_periods, min_scale=floor,
             )
             loc, scale = tl.location, tl.scale
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -200,7 +217,8 @@ def detect(
     z = metric_zscores(x, baseline, config)
     agg = aggregate_scores(z.T, config.weights, z_half=config.z_half)
     alert = hysteresis_alerts(agg.score, config.alert_on, config.alert_off)
-    return DetectionResult(agg.score, alert, zscore_to_score(z, config.z_half), z)
+    onset = onset_scores(agg.score, config.onset_hold)
+    return DetectionResult(agg.score, alert, zscore_to_score(z, config.z_half), z, onset)
 
 
 def rank_metrics(

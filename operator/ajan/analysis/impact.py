@@ -79,7 +79,7 @@ def predict_impact(
     z = np.nan_to_num(np.asarray(z_now, dtype=float), nan=0.0)
     n = z.shape[0]
     sources = np.flatnonzero(np.abs(z) >= anomalous_z)
-    wanted = range(n) if targets is None else targets
+    wanted = [j for j in range(n) if j not in set(sources.tolist())] if targets is None else targets
     out: list[ImpactPrediction] = []
     for j in wanted:
         best: ImpactPrediction | None = None

@@ -96,7 +96,9 @@ def robust_location_scale(
     >>> float(ls.location[0]), round(float(ls.scale[0]), 3)
     (3.0, 1.483)
     """
-    b = np.moveaxis(np.asarray(baseline, dtype=float), axis, -1)
+    moved = np.moveaxis(np.asarray(baseline, dtype=float), axis, -1)
+    shape = moved.shape[:-1]
+    b = moved.reshape(-1, moved.shape[-1])  # 2-D inside, so that row masks work for 1-D input too
     loc = quiet_nanmedian(b, axis=-1)
     mad = quiet_nanmedian(np.abs(b - loc[..., None]), axis=-1) * MAD_TO_SIGMA
     if method == "mad":
@@ -115,9 +117,12 @@ def robust_location_scale(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             std = np.nanstd(b, axis=-1)
+        # A constant series of an inexact value (0.1 * 7) has a std of ~1e-17, not 0.
+        std = np.where(std > 1e-12 * np.maximum(np.abs(loc), 1e-300), std, np.where(np.isnan(std), np.nan, 0.0))
         scale = np.where(scale > 0, scale, std)
-    scale = np.maximum(scale, np.asarray(min_scale, dtype=float))
-    return LocationScale(location=loc, scale=scale)
+    scale = np.maximum(scale, np.asarray(min_scale, dtype=float).reshape(-1) if np.ndim(min_scale)
+                       else float(min_scale))  # type: ignore[arg-type]
+    return LocationScale(location=loc.reshape(shape), scale=scale.reshape(shape))
 
 
 def robust_zscore(

@@ -907,12 +907,27 @@ def ajan_scores(values: FloatArray) -> FloatArray:
     return ajan.analysis.detector.detect(values.reshape(-1, 1)).score
 
 
+def ajan_onset_scores(values: FloatArray) -> FloatArray:
+    """ajan's incident-onset signal on one NAB series: ``detect(...).onset``.
+
+    The score only where it reaches a new high over the preceding rows, 0
+    elsewhere: one signal per incident rather than one per anomalous row, which
+    is what NAB's rules (the first detection in a window counts, every other
+    row above the threshold costs) measure.
+    """
+    import ajan.analysis.detector
+
+    return ajan.analysis.detector.detect(values.reshape(-1, 1)).onset
+
+
 def _resolve_detector(spec: str) -> Detector:
     if spec == "ajan":
         return ajan_scores
+    if spec == "ajan-onset":
+        return ajan_onset_scores
     module, sep, func = spec.partition(":")
     if not sep:
-        raise SystemExit(f"--detector: 'ajan' or 'module:function', not {spec!r}")
+        raise SystemExit(f"--detector: 'ajan', 'ajan-onset' or 'module:function', not {spec!r}")
     import importlib
 
     detector: Detector = getattr(importlib.import_module(module), func)
