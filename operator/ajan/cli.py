@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
-
-import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ajan import __version__
 from ajan.table import InputError, MetricTable, parse_timestamp, read_table

@@ -80,8 +80,10 @@ def _pearson_pairwise(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatAr
     # Centring first keeps the sums small and the subtraction below well conditioned
     # (row means by hand: np.nanmean warns on an all-NaN row).
     a0, b0 = np.where(ma > 0, a, 0.0), np.where(mb > 0, b, 0.0)
-    a0 = np.where(ma > 0, a0 - a0.sum(axis=1, keepdims=True) / np.maximum(ma.sum(axis=1, keepdims=True), 1), 0.0)
-    b0 = np.where(mb > 0, b0 - b0.sum(axis=1, keepdims=True) / np.maximum(mb.sum(axis=1, keepdims=True), 1), 0.0)
+    mean_a = a0.sum(axis=1, keepdims=True) / np.maximum(ma.sum(axis=1, keepdims=True), 1)
+    mean_b = b0.sum(axis=1, keepdims=True) / np.maximum(mb.sum(axis=1, keepdims=True), 1)
+    a0 = np.where(ma > 0, a0 - mean_a, 0.0)
+    b0 = np.where(mb > 0, b0 - mean_b, 0.0)
     n = ma @ mb.T
     sa, sb = a0 @ mb.T, ma @ b0.T
     saa, sbb = (a0 * a0) @ mb.T, ma @ (b0 * b0).T

@@ -118,7 +118,8 @@ def robust_location_scale(
             warnings.simplefilter("ignore", RuntimeWarning)
             std = np.nanstd(b, axis=-1)
         # A constant series of an inexact value (0.1 * 7) has a std of ~1e-17, not 0.
-        std = np.where(std > 1e-12 * np.maximum(np.abs(loc), 1e-300), std, np.where(np.isnan(std), np.nan, 0.0))
+        tiny = ~(std > 1e-12 * np.maximum(np.abs(loc), 1e-300)) & ~np.isnan(std)
+        std = np.where(tiny, 0.0, std)
         scale = np.where(scale > 0, scale, std)
     scale = np.maximum(scale, np.asarray(min_scale, dtype=float).reshape(-1) if np.ndim(min_scale)
                        else float(min_scale))  # type: ignore[arg-type]
