@@ -124,6 +124,7 @@ def residual_zscore(
     min_periods: int = 20,
     period: int | Sequence[int] | NDArray[np.int64] | None = None,
     seasonal_from: int = 0,
+    select_until: int = 0,
     method: ScaleMethod = "mad",
     min_scale: float | ArrayLike = 0.0,
 ) -> FloatArray:
@@ -157,6 +158,13 @@ def residual_zscore(
         Index (into baseline followed by ``x``) from which the seasonal forecast is
         used; before it the plain level forecast is. A period learnt from the first
         points of a stream applies only after them, which keeps scoring causal.
+    select_until : int
+        If positive, a metric keeps its seasonal forecast only if, over the first
+        ``select_until`` points (baseline followed by ``x``; they must precede
+        every point scored with it), its errors are clearly smaller (mean absolute
+        error below 0.9x) than those of the plain level forecast. A real daily cycle in
+        one-minute data is often smoother than its day-to-day noise, and then the
+        previous minutes predict better than the same minute of previous days.
     method, min_scale
         Scale estimator and floor, see :func:`ajan.analysis.robust.robust_location_scale`.
 
@@ -185,6 +193,14 @@ def residual_zscore(
     for p in np.unique(periods[periods > 0]):
         rows = periods == p
         seasonal = _seasonal_forecast(full[rows], int(p), level_window)
+        if select_until > 0:
+            judged = slice(0, select_until)
+            # Mean absolute error, not MAD: what seasonality explains is often a few
+            # points a day (a nightly batch peak), which a median-based error ignores.
+            err_seasonal = _mean_abs(full[rows, judged] - seasonal[:, judged])
+            err_level = _mean_abs(full[rows, judged] - forecast[rows, judged])
+            better = err_seasonal < 0.9 * err_level
+            seasonal = np.where(better[:, None], seasonal, forecast[rows])
         forecast[rows, seasonal_from:] = seasonal[:, seasonal_from:]
     resid = full - forecast
     ls = trailing_location_scale(
@@ -199,6 +215,14 @@ def residual_zscore(
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (resid - ls.location) / scale
     return z[:, hist.shape[1] :]
+
+
+def _mean_abs(err: FloatArray) -> FloatArray:
+    """Mean |err| of each row over its finite entries (inf for a row without any)."""
+    finite = np.isfinite(err)
+    count = finite.sum(axis=1)
+    total = np.where(finite, np.abs(err), 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.inf)
 
 
 def _seasonal_forecast(x: FloatArray, period: int, level_window: int, seasons: int = 3) -> FloatArray:

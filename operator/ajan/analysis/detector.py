@@ -49,9 +49,9 @@ class DetectorConfig:
         level ``trend_horizon`` points ago (see :func:`trend_zscore`), which catches
         slow leaks that the adaptive forecast follows step by step. ``trend_weight``
         discounts this view: slow benign change is common, so it must be clearer to count.
-    seasonal, period_learn: look for a seasonal period and forecast with it: in the
-        baseline when it has ``period_learn`` points, else in the first
-        ``period_learn`` points of the input (then used only after them).
+    seasonal, period_learn: look for a seasonal period and forecast with it where it
+        predicts better than the level: in the baseline, or without one, in the
+        first ``period_learn`` points of the input (then used only after them).
     rel_scale_floor, abs_scale_floor: the scale is never below
         ``max(abs_scale_floor, rel_scale_floor * |baseline median|)``, so a metric
         that sat perfectly still in the baseline does not turn every wiggle into
@@ -126,13 +126,14 @@ def metric_zscores(
     learn = full[:, : max(nb, config.min_periods)]
     level = robust_location_scale(learn, axis=-1).location
     floor = np.maximum(config.abs_scale_floor, config.rel_scale_floor * np.abs(np.nan_to_num(level)))
-    period, seasonal_from = None, 0
-    if config.seasonal and nb >= config.period_learn:
-        period = detect_period(base)
+    period, seasonal_from, select_until = None, 0, 0
+    if config.seasonal and nb >= 4 * config.min_periods:
+        period, select_until = detect_period(base), nb
     elif config.seasonal and full.shape[1] > config.period_learn:
         # No (long enough) baseline: learn the period from a fixed-length prefix and
         # use it only after that prefix, so no score depends on later data.
-        period, seasonal_from = detect_period(full[:, : config.period_learn]), config.period_learn
+        period = detect_period(full[:, : config.period_learn])
+        seasonal_from = select_until = config.period_learn
     views = [
         residual_zscore(
             full,
@@ -141,6 +142,7 @@ def metric_zscores(
             min_periods=config.min_periods,
             period=period,
             seasonal_from=seasonal_from,
+            select_until=select_until,
             min_scale=floor,
         )
     ]
