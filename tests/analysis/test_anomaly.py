@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import special
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -245,7 +246,10 @@ def test_calibration_needs_min_reference_points() -> None:
     z = np.array([[20.0], [20.0]])
     c = calibrate_zscore(z, ref, min_reference=50)
     assert c[0, 0] < 20.0  # calibrated
-    assert c[1, 0] == 20.0  # too few reference points: returned unchanged
+    # Too few reference points (30): capped at the normal z of tail probability 1/31.
+    assert c[1, 0] == pytest.approx(-special.ndtri(0.5 / 31))
+    none = calibrate_zscore(np.array([[-7.0]]), np.full((1, 10), np.nan))
+    assert none[0, 0] == 0.0  # no normal history at all: no evidence
 
 
 @SETTINGS

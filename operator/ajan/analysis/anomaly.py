@@ -283,6 +283,7 @@ def aggregate_scores(
     *,
     z_half: float = DEFAULT_Z_HALF,
     z_clip: float = 12.0,
+    chi_square: bool = True,
 ) -> AggregateScore:
     """Combine per-metric z-scores into one anomaly score in [0, 1] per time step.
 
@@ -301,6 +302,8 @@ def aggregate_scores(
         takes no part (the metric count shrinks accordingly).
     weights : array_like, shape (n_metrics,), optional
         Relative importance; scaled so that the largest is 1.
+    chi_square : bool
+        Run the chi-square test too (default); False leaves the max test alone.
 
     Examples
     --------
@@ -323,7 +326,7 @@ def aggregate_scores(
     log_p_max = np.minimum(0.0, _LN2 + special.log_ndtr(-zmax) + np.log(m))
     chi = np.minimum(wz, z_clip) ** 2
     log_p_chi = np.asarray(stats.chi2.logsf(chi.sum(axis=0), m), dtype=float)
-    log_p = np.minimum(0.0, np.minimum(log_p_max, log_p_chi) + _LN2)
+    log_p = np.minimum(0.0, np.minimum(log_p_max, log_p_chi) + _LN2) if chi_square else log_p_max
     log_p = np.where(has, log_p, 0.0)
     zeq = -special.ndtri_exp(log_p - _LN2)
     zeq = np.where(has, np.maximum(zeq, 0.0), 0.0)
@@ -525,7 +528,10 @@ def calibrate_zscore(
     tail : float
         Share of the reference treated as the tail.
     min_reference : int
-        Metrics with fewer finite reference points are returned unchanged.
+        Metrics with fewer finite reference points cannot be calibrated: their
+        |z| is capped at the normal z of the smallest tail probability their
+        ``r`` points can show, 1 / (r + 1) (0 without any), so that a metric
+        with hardly any normal history cannot outshout the well-known ones.
 
     Returns
     -------
@@ -538,7 +544,10 @@ def calibrate_zscore(
     za = np.abs(zs)
     for i in range(zs.shape[0]):
         ri = ref[i]
-        if np.count_nonzero(np.isfinite(ri)) < min_reference:
+        r = np.count_nonzero(np.isfinite(ri))
+        if r < min_reference:
+            cap = -special.ndtri(0.5 / (r + 1.0))
+            out[i] = np.sign(zs[i]) * np.minimum(za[i], cap)
             continue
         finite = np.isfinite(za[i])
         p = _tail_pvalue(za[i, finite], ri, tail)

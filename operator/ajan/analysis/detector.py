@@ -7,7 +7,8 @@ evaluation. Unlike the rest of :mod:`ajan.analysis`, it takes tables shaped
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -43,6 +44,10 @@ class DetectorConfig:
     z_half: per-metric and aggregated |z| that maps to score 0.5.
     alert_on, alert_off: score thresholds of the hysteresis alert.
     onset_hold: rows over which a score must be a new high to count as an onset.
+    calibrate: calibrate each view against the metric's own normal tail (off only
+        for ablation: raw z-scores of real metrics are not comparable).
+    chi_square: aggregate with the chi-square test beside the max test (off only
+        for ablation).
     use_level: also score each point against the baseline's overall level, which
         catches slow drifts that the adaptive forecast absorbs.
     use_trend, trend_horizon, trend_window: also compare the recent level with the
@@ -75,11 +80,44 @@ class DetectorConfig:
     min_calibration: int = 100
     period_learn: int = 1000
     onset_hold: int = 48
+    calibrate: bool = True
+    chi_square: bool = True
     calibration_window: int = 4320
     weights: tuple[float, ...] | None = field(default=None)
 
 
 DEFAULT_CONFIG = DetectorConfig()
+
+
+def config_with(overrides: Sequence[str], base: DetectorConfig = DEFAULT_CONFIG) -> DetectorConfig:
+    """``base`` with ``KEY=VALUE`` overrides, e.g. ``["trend_weight=1.0", "seasonal=false"]``.
+
+    Used by the evaluation commands' ``--set`` so that every ablation in
+    docs/accuracy.md is one reproducible command.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key or a value of the wrong type.
+    """
+    values: dict[str, object] = {}
+    known = {f.name: f for f in fields(DetectorConfig)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known or key == "weights":
+            raise ValueError(f"not a detector setting: {item!r} (known: {', '.join(sorted(known))})")
+        current = getattr(base, key)
+        try:
+            if isinstance(current, bool):
+                if text.strip().lower() not in {"true", "false", "1", "0"}:
+                    raise ValueError(text)
+                values[key] = text.strip().lower() in {"true", "1"}
+            else:
+                values[key] = type(current)(text)
+        except ValueError:
+            raise ValueError(f"{key} needs a {type(current).__name__}, got {text!r}") from None
+    return replace(base, **values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -165,7 +203,9 @@ def metric_zscores(
             views.append((full - loc) / np.where(scale > 0, scale, np.nan))
     calibrated = []
     for view in views:
-        if nb >= config.min_calibration:
+        if not config.calibrate:
+            calibrated.append(view[:, nb:])
+        elif nb >= config.min_calibration:
             calibrated.append(calibrate_zscore(view[:, nb:], view[:, :nb],
                                                min_reference=config.min_calibration))
         else:
@@ -217,7 +257,7 @@ def detect(
             f"{have} rows of data, the detector needs at least {min_rows(config)}"
         )
     z = metric_zscores(x, baseline, config)
-    agg = aggregate_scores(z.T, config.weights, z_half=config.z_half)
+    agg = aggregate_scores(z.T, config.weights, z_half=config.z_half, chi_square=config.chi_square)
     alert = hysteresis_alerts(agg.score, config.alert_on, config.alert_off)
     onset = onset_scores(agg.score, config.onset_hold)
     return DetectionResult(agg.score, alert, zscore_to_score(z, config.z_half), z, onset)

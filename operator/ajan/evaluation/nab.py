@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import multiprocessing
@@ -68,10 +69,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ajan.analysis.detector import DetectorConfig
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -888,7 +892,7 @@ def run_detector(
     return {f.path: out[f.path] for f in files}
 
 
-def ajan_scores(values: FloatArray) -> FloatArray:
+def ajan_scores(values: FloatArray, config: DetectorConfig | None = None) -> FloatArray:
     """ajan's detector on one NAB series: the aggregated anomaly score of each row.
 
     Parameters
@@ -904,10 +908,12 @@ def ajan_scores(values: FloatArray) -> FloatArray:
     # Imported here: scoring must not depend on the detector, which changes independently.
     import ajan.analysis.detector
 
-    return ajan.analysis.detector.detect(values.reshape(-1, 1)).score
+    return ajan.analysis.detector.detect(
+        values.reshape(-1, 1), config=config or ajan.analysis.detector.DEFAULT_CONFIG
+    ).score
 
 
-def ajan_onset_scores(values: FloatArray) -> FloatArray:
+def ajan_onset_scores(values: FloatArray, config: DetectorConfig | None = None) -> FloatArray:
     """ajan's incident-onset signal on one NAB series: ``detect(...).onset``.
 
     The score only where it reaches a new high over the preceding rows, 0
@@ -917,14 +923,16 @@ def ajan_onset_scores(values: FloatArray) -> FloatArray:
     """
     import ajan.analysis.detector
 
-    return ajan.analysis.detector.detect(values.reshape(-1, 1)).onset
+    return ajan.analysis.detector.detect(
+        values.reshape(-1, 1), config=config or ajan.analysis.detector.DEFAULT_CONFIG
+    ).onset
 
 
-def _resolve_detector(spec: str) -> Detector:
+def _resolve_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
     if spec == "ajan":
-        return ajan_scores
+        return functools.partial(ajan_scores, config=config)
     if spec == "ajan-onset":
-        return ajan_onset_scores
+        return functools.partial(ajan_onset_scores, config=config)
     module, sep, func = spec.partition(":")
     if not sep:
         raise SystemExit(f"--detector: 'ajan', 'ajan-onset' or 'module:function', not {spec!r}")
@@ -1006,6 +1014,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     what.add_argument("--detector", help="'ajan', or 'module:function' mapping values to scores")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--json", type=Path, help="also write the full results here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of ajan's detector (DetectorConfig), repeatable")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -1014,7 +1024,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = load_results_dir(args.results_dir, files)
         source = f"results {args.results_dir}"
     else:
-        scores = run_detector(files, _resolve_detector(args.detector), args.processes)
+        from ajan.analysis.detector import config_with
+
+        try:
+            config = config_with(args.set)
+        except ValueError as exc:
+            parser.error(str(exc))
+        scores = run_detector(files, _resolve_detector(args.detector, config), args.processes)
         source = f"detector {args.detector}"
     results = score_profiles(files, scores)
     elapsed = time.perf_counter() - t0

@@ -34,9 +34,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ajan.analysis.detector import DetectorConfig
 
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
@@ -550,7 +554,7 @@ def hit_rate(
     return float(np.mean(hits))
 
 
-def evaluate_machine(machine: SmdMachine) -> MachineResult:
+def evaluate_machine(machine: SmdMachine, config: DetectorConfig | None = None) -> MachineResult:
     """Run ajan's detector and ranking on one machine and score them.
 
     ``detect(test, baseline=train)`` gives the alerts (ajan's own operating
@@ -561,11 +565,11 @@ def evaluate_machine(machine: SmdMachine) -> MachineResult:
     segment (which would not exist yet when an operator asks for the cause) have
     no influence, and computing them once saves re-running the detector per segment.
     """
-    from ajan.analysis.detector import detect
+    from ajan.analysis.detector import DEFAULT_CONFIG, detect
     from ajan.analysis.rootcause import rank_root_causes
 
     t0 = time.perf_counter()
-    result = detect(machine.test, baseline=machine.train)
+    result = detect(machine.test, baseline=machine.train, config=config or DEFAULT_CONFIG)
     t1 = time.perf_counter()
     alerts = np.asarray(result.alert, dtype=bool)
     score = np.asarray(result.score, dtype=float)
@@ -675,17 +679,20 @@ def available_machines(root: Path) -> list[str]:
     return sorted(names, key=key)
 
 
-def _run_one(args: tuple[str, str]) -> MachineResult:
-    root, name = args
-    return evaluate_machine(load_machine(Path(root), name))
+def _run_one(args: tuple[str, str, DetectorConfig | None]) -> MachineResult:
+    root, name, config = args
+    return evaluate_machine(load_machine(Path(root), name), config)
 
 
-def run(root: Path, machines: Sequence[str], processes: int = 2) -> list[MachineResult]:
+def run(
+    root: Path, machines: Sequence[str], processes: int = 2, config: DetectorConfig | None = None
+) -> list[MachineResult]:
     """Evaluate ``machines`` in at most ``processes`` forked worker processes.
 
-    Results come back in the order of ``machines``.
+    Results come back in the order of ``machines``; ``config`` defaults to the
+    detector's defaults.
     """
-    jobs = [(str(root), m if m.startswith("machine-") else f"machine-{m}") for m in machines]
+    jobs = [(str(root), m if m.startswith("machine-") else f"machine-{m}", config) for m in machines]
     processes = max(1, min(processes, len(jobs)))
     if processes == 1:
         return [_run_one(job) for job in jobs]
@@ -714,7 +721,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=2, help="worker processes, 1 or 2 (default 2)"
     )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a detector setting (DetectorConfig), repeatable")
     args = parser.parse_args(argv)
+    from ajan.analysis.detector import config_with
+
+    try:
+        config = config_with(args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not (args.data / "test").is_dir():
         parser.error(f"no SMD data under {args.data}")
     machines = (
@@ -725,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not machines:
         parser.error("no machines to evaluate")
     t0 = time.perf_counter()
-    results = run(args.data, machines, processes=min(2, max(1, args.processes)))
+    results = run(args.data, machines, processes=min(2, max(1, args.processes)), config=config)
     wall = time.perf_counter() - t0
     print(format_table(results))
     print()
