@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy import special
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
+from scipy import special, stats
 
 from ajan.analysis.anomaly import (
     aggregate_scores,
