@@ -7,7 +7,10 @@ is an independent series.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -49,10 +52,35 @@ def _sorted_quantile(a: FloatArray, q: FloatArray, axis: int) -> FloatArray:
     return np.where(count > 0, out, np.nan)
 
 
-def quiet_nanmedian(a: FloatArray, axis: int) -> FloatArray:
-    """``np.nanmedian`` without the "All-NaN slice" warning: an all-NaN slice simply gives NaN."""
+#: Below this many values a thread pool costs more than it saves.
+PARALLEL_MIN_SIZE: Final = 1 << 21
+
+
+def by_row_chunks(fn: Callable[..., FloatArray], *arrays: FloatArray) -> FloatArray:
+    """``fn(*arrays)`` computed on row chunks in parallel threads, results stacked by row.
+
+    numpy's selection, sorting and elementwise kernels release the GIL, so on a
+    large (n_series, n_times) block two threads run about twice as fast as one.
+    Small inputs run directly. ``fn`` must work row by row (no mixing of rows).
+    """
+    workers = min(os.cpu_count() or 1, 8)
+    rows = arrays[0].shape[0]
+    if workers < 2 or arrays[0].size < PARALLEL_MIN_SIZE or rows < workers:
+        return fn(*arrays)
+    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    chunks = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda c: fn(*c), chunks))
+    return np.concatenate(parts, axis=0)
+
+
+def quiet_nanmedian(a: FloatArray, axis: int, overwrite_input: bool = False) -> FloatArray:
+    """``np.nanmedian`` without the "All-NaN slice" warning: an all-NaN slice simply gives NaN.
+
+    With ``overwrite_input`` the caller's array may be reordered (saves a copy).
+    """
     if not np.isnan(a).any():
-        return np.asarray(np.median(a, axis=axis), dtype=float)
+        return np.asarray(np.median(a, axis=axis, overwrite_input=overwrite_input), dtype=float)
     return _sorted_quantile(a, np.array([0.5]), axis)[0]
 
 
@@ -100,7 +128,9 @@ def robust_location_scale(
     shape = moved.shape[:-1]
     b = moved.reshape(-1, moved.shape[-1])  # 2-D inside, so that row masks work for 1-D input too
     loc = quiet_nanmedian(b, axis=-1)
-    mad = quiet_nanmedian(np.abs(b - loc[..., None]), axis=-1) * MAD_TO_SIGMA
+    deviation = np.abs(b - loc[..., None])
+    # The deviations are ours to reorder: select in place rather than copy 10^7 values again.
+    mad = quiet_nanmedian(deviation, axis=-1, overwrite_input=True) * MAD_TO_SIGMA
     if method == "mad":
         scale = mad
         flat = ~(mad > 0)
@@ -159,13 +189,21 @@ def robust_zscore(
     [[0.0, 2.02]]
     """
     xs = np.asarray(x, dtype=float)
-    ls = robust_location_scale(xs if baseline is None else baseline, axis=axis, method=method,
-                               min_scale=min_scale)
-    xm = np.moveaxis(xs, axis, -1)
+    bs = xs if baseline is None else np.asarray(baseline, dtype=float)
+    if xs.ndim == 2 and axis in (-1, 1) and np.ndim(min_scale) == 0:
+        return by_row_chunks(lambda xc, bc: _zscore_rows(xc, bc, method, float(min_scale)), xs, bs)
+    return np.moveaxis(_zscore_rows(np.moveaxis(xs, axis, -1), np.moveaxis(bs, axis, -1), method,
+                                    min_scale), -1, axis)
+
+
+def _zscore_rows(x: FloatArray, baseline: FloatArray, method: ScaleMethod,
+                 min_scale: float | ArrayLike) -> FloatArray:
+    ls = robust_location_scale(baseline, axis=-1, method=method, min_scale=min_scale)
     scale = np.where(ls.scale > 0, ls.scale, np.nan)[..., None]
+    z = x - ls.location[..., None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (xm - ls.location[..., None]) / scale
-    return np.moveaxis(z, -1, axis)
+        z /= scale
+    return z
 
 
 def block_starts(n_times: int, refresh: int, min_periods: int) -> list[int]:
