@@ -7,6 +7,7 @@ is an independent series.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def by_row_chunks(fn: Callable[..., FloatArray], *arrays: FloatArray) -> FloatAr
     if workers < 2 or arrays[0].size < PARALLEL_MIN_SIZE or rows < workers:
         return fn(*arrays)
     bounds = np.linspace(0, rows, workers + 1).astype(int)
-    chunks = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    chunks = [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(bounds)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda c: fn(*c), chunks))
     return np.concatenate(parts, axis=0)
@@ -191,7 +192,8 @@ def robust_zscore(
     xs = np.asarray(x, dtype=float)
     bs = xs if baseline is None else np.asarray(baseline, dtype=float)
     if xs.ndim == 2 and axis in (-1, 1) and np.ndim(min_scale) == 0:
-        return by_row_chunks(lambda xc, bc: _zscore_rows(xc, bc, method, float(min_scale)), xs, bs)
+        floor = float(np.asarray(min_scale))
+        return by_row_chunks(lambda xc, bc: _zscore_rows(xc, bc, method, floor), xs, bs)
     return np.moveaxis(_zscore_rows(np.moveaxis(xs, axis, -1), np.moveaxis(bs, axis, -1), method,
                                     min_scale), -1, axis)
 
