@@ -8,7 +8,7 @@ export OMP_NUM_THREADS=1  # the evaluations already run two worker processes
 echo "| variant | NAB standard | SMD precision | SMD recall | SMD F1 | SMD normal flagged | SMD HitRate@150% |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for variant in "" "calibrate=false" "chi_square=false" "use_trend=false" "trend_weight=1.0" \
-               "seasonal=false" "use_level=true" "z_half=6" "z_half=10"; do
+               "seasonal=false" "use_level=true" "persistence=2" "z_half=6" "z_half=10"; do
   sets=()
   [[ -n "$variant" ]] && sets=(--set "$variant")
   nab=$("$py" -m ajan.evaluation.nab --detector ajan "${sets[@]}" | awk -F'|' '$2 ~ /standard/ {gsub(/ /,"",$3); print $3; exit}')

@@ -365,6 +365,17 @@ def hysteresis_alerts(score: ArrayLike, on: float, off: float) -> NDArray[np.boo
     return out
 
 
+def trailing_median(score: ArrayLike, window: int) -> FloatArray:
+    """Causal median of each point and the ``window - 1`` before it (fewer at the start).
+
+    An anomaly that lasts is worth more than one that flickers for a single
+    sample: the median of three needs two of the last three points to be high.
+    """
+    s = np.asarray(score, dtype=float)
+    padded = np.concatenate([np.full(window - 1, np.nan), s])
+    return quiet_nanmedian(sliding_window_view(padded, window), axis=-1)
+
+
 def onset_scores(score: ArrayLike, hold: int) -> FloatArray:
     """Causal incident-onset signal: the score where it exceeds every score of the
     previous ``hold`` points, 0 elsewhere.

@@ -21,6 +21,7 @@ from ajan.analysis.anomaly import (
     onset_scores,
     residual_zscore,
     trailing_calibrate_zscore,
+    trailing_median,
     trend_zscore,
     zscore_to_score,
 )
@@ -48,6 +49,9 @@ class DetectorConfig:
         for ablation: raw z-scores of real metrics are not comparable).
     chi_square: aggregate with the chi-square test beside the max test (off only
         for ablation).
+    persistence: score (and alert on) the causal median of the last
+        ``persistence`` aggregated scores; 1 = off. See docs/accuracy.md for the
+        trade-off.
     use_level: also score each point against the baseline's overall level, which
         catches slow drifts that the adaptive forecast absorbs.
     use_trend, trend_horizon, trend_window: also compare the recent level with the
@@ -82,6 +86,7 @@ class DetectorConfig:
     onset_hold: int = 48
     calibrate: bool = True
     chi_square: bool = True
+    persistence: int = 1
     calibration_window: int = 4320
     weights: tuple[float, ...] | None = field(default=None)
 
@@ -151,11 +156,14 @@ def metric_zscores(
 ) -> FloatArray:
     """Per-metric causal z-scores, shape (T, N), calibrated to a common normal scale.
 
-    Two raw views of each metric are computed over baseline and values together:
-    the adaptive residual z (:func:`residual_zscore`) and, with ``use_level``, the
-    z against the baseline's overall level. Each is calibrated against its own
-    values on the baseline (or, without one, on the trailing past of ``values``)
-    by :func:`calibrate_zscore`, and the larger in magnitude is kept.
+    Up to three raw views of each metric are computed over baseline and values
+    together: the adaptive residual z (:func:`residual_zscore`), with
+    ``use_trend`` the recent level against the level ``trend_horizon`` rows
+    earlier (:func:`trend_zscore`, weighted by ``trend_weight``), and with
+    ``use_level`` the z against the baseline's overall level. Each is calibrated
+    against its own values on the baseline (or, without one, on the trailing past
+    of ``values``) by :func:`calibrate_zscore`, and per point the view with the
+    largest magnitude is kept, with its sign.
     """
     x = np.asarray(values, dtype=float).T
     base = np.zeros((x.shape[0], 0)) if baseline is None else np.asarray(baseline, dtype=float).T
@@ -258,9 +266,12 @@ def detect(
         )
     z = metric_zscores(x, baseline, config)
     agg = aggregate_scores(z.T, config.weights, z_half=config.z_half, chi_square=config.chi_square)
-    alert = hysteresis_alerts(agg.score, config.alert_on, config.alert_off)
-    onset = onset_scores(agg.score, config.onset_hold)
-    return DetectionResult(agg.score, alert, zscore_to_score(z, config.z_half), z, onset)
+    score = agg.score
+    if config.persistence > 1:
+        score = trailing_median(score, config.persistence)
+    alert = hysteresis_alerts(score, config.alert_on, config.alert_off)
+    onset = onset_scores(score, config.onset_hold)
+    return DetectionResult(score, alert, zscore_to_score(z, config.z_half), z, onset)
 
 
 def rank_metrics(
