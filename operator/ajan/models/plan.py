@@ -1,0 +1,241 @@
+"""RemediationPlan: one proposed action on a Rollout, the evidence for it, and what became of it.
+
+The operator creates a plan, owned by its CorrelationPolicy (an ownerReference, so deleting the
+policy collects its plans), when the confidence of a predicted breach reaches a ladder step. What
+the plan proposes (target, action, severity, confidence, evidence) is immutable: an approval is
+given to exactly that, so a changed proposal is a new plan. People write ``spec.approval`` (approve
+mode) and ``spec.feedback`` (was the alarm right?); the operator writes the status.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, StrictBool, StrictFloat, StrictStr, StringConstraints
+
+from ajan.models.common import (
+    Action,
+    Condition,
+    Correlation,
+    Fraction,
+    Generation,
+    KubeModel,
+    MetricName,
+    PolicyRef,
+    Rule,
+    Severity,
+    TargetRef,
+    conditions_field,
+    immutable,
+    section,
+)
+
+
+class PlanPhase(StrEnum):
+    """Life cycle of a plan. Proposed is the only phase that is not settled or in progress."""
+
+    PROPOSED = "Proposed"
+    """Created; waiting for approval (approve mode) or for execution."""
+    APPROVED = "Approved"
+    """A person approved it (spec.approval.approved true); execution is next."""
+    EXECUTING = "Executing"
+    """The action is being sent to the Rollout."""
+    EXECUTED = "Executed"
+    """The action was applied (in dry-run mode: recorded in status.dryRunPatch, not sent)."""
+    REJECTED = "Rejected"
+    """A person declined it (spec.approval.approved false)."""
+    EXPIRED = "Expired"
+    """No approval came within the policy's remediation.approvalTimeout."""
+    FAILED = "Failed"
+    """The action could not be applied; the conditions say why."""
+    SUPERSEDED = "Superseded"
+    """A newer plan for the same Rollout replaced it before it ran."""
+    RESOLVED = "Resolved"
+    """The anomaly ended; nothing more will be done."""
+
+
+class Anomaly(KubeModel):
+    """An anomalous metric at the time of the plan."""
+
+    metric: MetricName
+    """Metric name, as in the policy."""
+
+    value: StrictFloat
+    """Current value, in the metric's unit."""
+
+    baseline: StrictFloat
+    """Typical value in the baseline window, in the metric's unit."""
+
+    z_score: StrictFloat
+    """Calibrated z-score of the current value (signed: positive is above normal)."""
+
+    p95: StrictFloat | None = None
+    """95th percentile over the recent window, in the metric's unit."""
+
+    p99: StrictFloat | None = None
+    """99th percentile over the recent window, in the metric's unit."""
+
+    since: AwareDatetime | None = None
+    """Onset: when the metric became anomalous."""
+
+
+class PredictedImpact(KubeModel):
+    """The predicted effect on an SLO metric, with an interval."""
+
+    metric: MetricName
+    """SLO metric the prediction is about."""
+
+    expected_z: StrictFloat
+    """Expected z-score of the metric, lag seconds from now."""
+
+    low_z: StrictFloat
+    """Lower bound of the prediction interval."""
+
+    high_z: StrictFloat
+    """Upper bound of the prediction interval."""
+
+    lag_seconds: StrictFloat = Field(ge=0.0)
+    """How far ahead the prediction is, in seconds."""
+
+    breach_probability: Fraction
+    """Probability that the metric breaches its objective, in [0, 1]."""
+
+    cel_rules = (
+        Rule(
+            "self.lowZ <= self.expectedZ && self.expectedZ <= self.highZ",
+            "expectedZ must lie between lowZ and highZ",
+            lambda p: p.low_z <= p.expected_z <= p.high_z,
+        ),
+    )
+
+
+class Drift(KubeModel):
+    """A metric whose distribution moved away from the baseline's."""
+
+    metric: MetricName
+    """Metric name, as in the policy."""
+
+    psi: StrictFloat = Field(ge=0.0)
+    """Population stability index against the baseline (above 0.2: a real shift)."""
+
+    ks_p_value: Fraction
+    """Two-sample Kolmogorov-Smirnov p-value, in [0, 1]."""
+
+
+class Evidence(KubeModel):
+    """Why the plan was proposed: what ajan saw when it decided."""
+
+    anomalies: list[Anomaly] = Field(default_factory=list, max_length=50)
+    """Anomalous metrics, most anomalous first."""
+
+    correlations: list[Correlation] = Field(default_factory=list, max_length=100)
+    """Significant relations between metrics, strongest first."""
+
+    predicted_impact: list[PredictedImpact] = Field(default_factory=list, max_length=50)
+    """Predicted effect on the SLO metrics."""
+
+    drift: list[Drift] = Field(default_factory=list, max_length=50)
+    """Metrics whose distribution drifted from the baseline."""
+
+
+Person = Annotated[StrictStr, StringConstraints(min_length=1, max_length=253)]
+
+
+class Approval(KubeModel):
+    """A person's decision on a plan (approve mode)."""
+
+    approved: StrictBool
+    """True to execute the plan, false to reject it."""
+
+    by: Person
+    """Who decided (a user name or e-mail address)."""
+
+    at: AwareDatetime | None = None
+    """When the decision was made."""
+
+
+class Verdict(StrEnum):
+    """Was the alarm right? Feeds the operator's confidence calibration."""
+
+    TRUE_POSITIVE = "true-positive"
+    FALSE_POSITIVE = "false-positive"
+
+
+class Feedback(KubeModel):
+    """A person's verdict on the plan, after the fact."""
+
+    verdict: Verdict
+    """true-positive: a real problem; false-positive: a false alarm."""
+
+    by: Person | None = None
+    """Who gave the verdict."""
+
+    comment: Annotated[StrictStr, StringConstraints(max_length=4096)] | None = None
+    """Free text: what really happened."""
+
+    at: AwareDatetime | None = None
+    """When the verdict was given."""
+
+
+class RemediationPlanSpec(KubeModel):
+    """What a plan proposes (immutable) and what people said about it (approval, feedback)."""
+
+    policy_ref: PolicyRef = Field(json_schema_extra=immutable("policyRef"))
+    """The CorrelationPolicy that proposed the plan (also its owner)."""
+
+    target_ref: TargetRef = Field(json_schema_extra=immutable("targetRef"))
+    """The Argo Rollout the action is for."""
+
+    action: Action = Field(json_schema_extra=immutable("action"))
+    """Action on the Rollout: none, annotate, pause, abort or rollback."""
+
+    severity: Severity = Field(json_schema_extra=immutable("severity"))
+    """Severity: info, warning or critical."""
+
+    confidence: Fraction = Field(json_schema_extra=immutable("confidence"))
+    """Confidence in the predicted breach, in [0, 1]."""
+
+    evidence: Evidence = section(Evidence, immutable("evidence"))
+    """What ajan saw when it decided."""
+
+    approval: Approval | None = None
+    """A person's decision (approve mode)."""
+
+    feedback: Feedback | None = None
+    """A person's verdict on the alarm, after the fact."""
+
+
+class RemediationPlanStatus(KubeModel):
+    """Observed state of a RemediationPlan, written by the operator."""
+
+    phase: PlanPhase | None = None
+    """Life cycle: Proposed; then Approved, Rejected or Expired (approve mode); Executing; Executed or
+    Failed. Superseded when a newer plan replaces it, Resolved when the anomaly ends first."""
+
+    conditions: list[Condition] = conditions_field("Details of the current phase.")
+
+    proposed_at: AwareDatetime | None = None
+    """When the plan was proposed."""
+
+    executed_at: AwareDatetime | None = None
+    """When the action was applied (or recorded, in dry-run mode)."""
+
+    resolved_at: AwareDatetime | None = None
+    """When the plan reached a final phase."""
+
+    dry_run_patch: Annotated[StrictStr, StringConstraints(max_length=65536)] | None = None
+    """The exact patch that was (or, in dry-run mode, would have been) sent to the Rollout."""
+
+    observed_generation: Generation | None = None
+    """The metadata.generation of the spec last acted on."""
+
+
+class RemediationPlan(KubeModel):
+    """A RemediationPlan object as the API server returns it."""
+
+    api_version: Literal["aiops.ajan.dev/v1alpha1"] = "aiops.ajan.dev/v1alpha1"
+    kind: Literal["RemediationPlan"] = "RemediationPlan"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RemediationPlanSpec
+    status: RemediationPlanStatus | None = None
