@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,16 +32,31 @@ from ajan.analysis.robust import robust_zscore
 class Timing:
     name: str
     seconds: float
+    peak_bytes: int
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
+def _measure(fn: Callable[[], object], repeat: int) -> tuple[float, int]:
+    """Median wall time of ``repeat`` runs, and the peak of memory allocated during one run.
+
+    numpy reports its buffers to tracemalloc, so the peak counts the temporaries a
+    call makes (the input arrays, allocated before, are not counted). The peak is
+    taken on a separate run: tracing slows Python-level code down.
+    """
     fn()  # warm-up: first-call allocation and BLAS thread start-up are not what we measure
     runs = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return statistics.median(runs), peak
+
+
+def _time(fn: Callable[[], object], repeat: int) -> tuple[float, int]:
+    return _measure(fn, repeat)
 
 
 def bench_scoring(repeat: int, n_series: int = 10_000, n_times: int = 1_440) -> list[Timing]:
@@ -76,13 +92,13 @@ def bench_scoring(repeat: int, n_series: int = 10_000, n_times: int = 1_440) -> 
         return np.median(baseline, axis=1)
 
     return [
-        Timing("ajan robust_zscore + zscore_to_score", _time(ajan_scoring, repeat)),
-        Timing("per-series loop (numpy median + scipy.stats.median_abs_deviation)",
+        _timing("ajan robust_zscore + zscore_to_score", _time(ajan_scoring, repeat)),
+        _timing("per-series loop (numpy median + scipy.stats.median_abs_deviation)",
                _time(scipy_loop, max(1, repeat // 3))),
-        Timing("pandas median/MAD per column", _time(pandas_rolling, repeat)),
-        Timing("floor: one np.median over the baseline (the unavoidable selection)",
+        _timing("pandas median/MAD per column", _time(pandas_rolling, repeat)),
+        _timing("floor: one np.median over the baseline (the unavoidable selection)",
                _time(floor_median, repeat)),
-        Timing("floor: one elementwise pass |x - m| / s", _time(floor_elementwise, repeat)),
+        _timing("floor: one elementwise pass |x - m| / s", _time(floor_elementwise, repeat)),
     ]
 
 
@@ -90,7 +106,7 @@ def bench_detector(repeat: int, n_series: int = 1_000, n_times: int = 1_440) -> 
     """The full causal residual detector (forecast, trailing scale) on 1,000 x 1,440."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n_series, n_times)).cumsum(axis=1)
-    return [Timing("ajan residual_zscore (causal, adaptive), 1,000 x 1,440",
+    return [_timing("ajan residual_zscore (causal, adaptive), 1,000 x 1,440",
                    _time(lambda: residual_zscore(x, scale_window=1440), max(1, repeat // 2)))]
 
 
@@ -118,23 +134,30 @@ def bench_correlation(repeat: int, n_series: int = 200, n_times: int = 1_440,
         return [x[:, : n_times - lag] @ x[:, lag:].T for lag in range(max_lag + 1)]
 
     return [
-        Timing("ajan lagged_correlation pearson, lags 0..10 (both directions)",
+        _timing("ajan lagged_correlation pearson, lags 0..10 (both directions)",
                _time(lambda: lagged_correlation(x, max_lag=max_lag), repeat)),
-        Timing("ajan lagged_correlation spearman, lags 0..10 (both directions)",
+        _timing("ajan lagged_correlation spearman, lags 0..10 (both directions)",
                _time(lambda: lagged_correlation(x, max_lag=max_lag, method="spearman"), repeat)),
-        Timing("pandas DataFrame.corr pearson, per lag", _time(pandas_lags("pearson"), max(1, repeat // 3))),
-        Timing("pandas DataFrame.corr spearman, per lag",
+        _timing("pandas DataFrame.corr pearson, per lag", _time(pandas_lags("pearson"), max(1, repeat // 3))),
+        _timing("pandas DataFrame.corr spearman, per lag",
                _time(pandas_lags("spearman"), max(1, repeat // 3))),
-        Timing("scipy.stats.spearmanr, per lag", _time(scipy_spearman_lags, max(1, repeat // 3))),
-        Timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags", _time(floor_matmul, repeat)),
+        _timing("scipy.stats.spearmanr, per lag", _time(scipy_spearman_lags, max(1, repeat // 3))),
+        _timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags", _time(floor_matmul, repeat)),
     ]
 
 
-def _table(title: str, timings: list[Timing], floor: str) -> str:
+def _timing(name: str, measured: tuple[float, int]) -> Timing:
+    return Timing(name, measured[0], measured[1])
+
+
+def _table(title: str, timings: list[Timing], floor: str, input_bytes: int) -> str:
     ref = next(t.seconds for t in timings if t.name.startswith(floor))
-    lines = [f"### {title}", "", "| what | median ms | x floor |", "|---|---:|---:|"]
+    lines = [f"### {title}", "",
+             "| what | median ms | x floor | peak MiB allocated | x input size |",
+             "|---|---:|---:|---:|---:|"]
     for t in timings:
-        lines.append(f"| {t.name} | {t.seconds * 1e3:.1f} | {t.seconds / ref:.2f} |")
+        lines.append(f"| {t.name} | {t.seconds * 1e3:.1f} | {t.seconds / ref:.2f} | "
+                     f"{t.peak_bytes / 2**20:.0f} | {t.peak_bytes / input_bytes:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,10 +172,13 @@ def main() -> None:
     detector = bench_detector(args.repeat)
     corr = bench_correlation(args.repeat)
     print(f"Environment: {env}\n")
+    print("Peak memory: bytes allocated during one call (tracemalloc), against the size of its")
+    print("input arrays (for scoring: the current window and the baseline together).\n")
     print(_table("Anomaly scoring, 10,000 series x 1,440 points (baseline of the same shape)",
-                 scoring, "floor: one elementwise"))
-    print(_table("Causal adaptive detector", detector, "ajan residual"))
-    print(_table("Correlation matrices, 200 metrics x 1,440 points, lags 0..10", corr, "floor: raw"))
+                 scoring, "floor: one elementwise", 2 * 10_000 * 1_440 * 8))
+    print(_table("Causal adaptive detector", detector, "ajan residual", 1_000 * 1_440 * 8))
+    print(_table("Correlation matrices, 200 metrics x 1,440 points, lags 0..10", corr, "floor: raw",
+                 200 * 1_440 * 8))
 
 
 if __name__ == "__main__":
