@@ -1,0 +1,27 @@
+"""Clients at the edges of the operator: each backend behind a small protocol, its HTTP client injected."""
+
+from __future__ import annotations
+
+from ajan.clients.prometheus import (
+    AmbiguousResult,
+    InsufficientData,
+    MalformedResponse,
+    MetricSource,
+    MetricSourceError,
+    PrometheusSource,
+    PrometheusUnavailable,
+    QueryFailed,
+    RangeResult,
+)
+
+__all__ = [
+    "AmbiguousResult",
+    "InsufficientData",
+    "MalformedResponse",
+    "MetricSource",
+    "MetricSourceError",
+    "PrometheusSource",
+    "PrometheusUnavailable",
+    "QueryFailed",
+    "RangeResult",
+]
