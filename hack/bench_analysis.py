@@ -55,10 +55,6 @@ def _measure(fn: Callable[[], object], repeat: int) -> tuple[float, int]:
     return statistics.median(runs), peak
 
 
-def _time(fn: Callable[[], object], repeat: int) -> tuple[float, int]:
-    return _measure(fn, repeat)
-
-
 def bench_scoring(repeat: int, n_series: int = 10_000, n_times: int = 1_440) -> list[Timing]:
     """Robust z-score and anomaly score of every point of 10,000 series x 1,440 points."""
     rng = np.random.default_rng(0)
@@ -92,13 +88,13 @@ def bench_scoring(repeat: int, n_series: int = 10_000, n_times: int = 1_440) -> 
         return np.median(baseline, axis=1)
 
     return [
-        _timing("ajan robust_zscore + zscore_to_score", _time(ajan_scoring, repeat)),
+        _timing("ajan robust_zscore + zscore_to_score", _measure(ajan_scoring, repeat)),
         _timing("per-series loop (numpy median + scipy.stats.median_abs_deviation)",
-               _time(scipy_loop, max(1, repeat // 3))),
-        _timing("pandas median/MAD per column", _time(pandas_rolling, repeat)),
+               _measure(scipy_loop, max(1, repeat // 3))),
+        _timing("pandas median/MAD per column", _measure(pandas_rolling, repeat)),
         _timing("floor: one np.median over the baseline (the unavoidable selection)",
-               _time(floor_median, repeat)),
-        _timing("floor: one elementwise pass |x - m| / s", _time(floor_elementwise, repeat)),
+               _measure(floor_median, repeat)),
+        _timing("floor: one elementwise pass |x - m| / s", _measure(floor_elementwise, repeat)),
     ]
 
 
@@ -107,7 +103,7 @@ def bench_detector(repeat: int, n_series: int = 1_000, n_times: int = 1_440) -> 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n_series, n_times)).cumsum(axis=1)
     return [_timing("ajan residual_zscore (causal, adaptive), 1,000 x 1,440",
-                   _time(lambda: residual_zscore(x, scale_window=1440), max(1, repeat // 2)))]
+                   _measure(lambda: residual_zscore(x, scale_window=1440), max(1, repeat // 2)))]
 
 
 def bench_correlation(repeat: int, n_series: int = 200, n_times: int = 1_440,
@@ -135,14 +131,15 @@ def bench_correlation(repeat: int, n_series: int = 200, n_times: int = 1_440,
 
     return [
         _timing("ajan lagged_correlation pearson, lags 0..10 (both directions)",
-               _time(lambda: lagged_correlation(x, max_lag=max_lag), repeat)),
+               _measure(lambda: lagged_correlation(x, max_lag=max_lag), repeat)),
         _timing("ajan lagged_correlation spearman, lags 0..10 (both directions)",
-               _time(lambda: lagged_correlation(x, max_lag=max_lag, method="spearman"), repeat)),
-        _timing("pandas DataFrame.corr pearson, per lag", _time(pandas_lags("pearson"), max(1, repeat // 3))),
+               _measure(lambda: lagged_correlation(x, max_lag=max_lag, method="spearman"), repeat)),
+        _timing("pandas DataFrame.corr pearson, per lag", _measure(pandas_lags("pearson"), max(1, repeat // 3))),
         _timing("pandas DataFrame.corr spearman, per lag",
-               _time(pandas_lags("spearman"), max(1, repeat // 3))),
-        _timing("scipy.stats.spearmanr, per lag", _time(scipy_spearman_lags, max(1, repeat // 3))),
-        _timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags", _time(floor_matmul, repeat)),
+               _measure(pandas_lags("spearman"), max(1, repeat // 3))),
+        _timing("scipy.stats.spearmanr, per lag", _measure(scipy_spearman_lags, max(1, repeat // 3))),
+        _timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags",
+                _measure(floor_matmul, repeat)),
     ]
 
 

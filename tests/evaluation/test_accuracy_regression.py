@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ajan.evaluation import nab, petshop, smd
+from ajan.evaluation import SHARED_DATA, nab, petshop, smd
 
 pytestmark = pytest.mark.accuracy
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def _need(path: Path) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ajan.evaluation import SHARED_DATA
 from ajan.evaluation.smd import (
     best_threshold_f1,
     event_metrics,
@@ -18,7 +18,7 @@ from ajan.evaluation.smd import (
     segment_hit,
 )
 
-SMD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "smd"
+SMD = SHARED_DATA / "smd"
 
 
 def _b(*xs: int) -> np.ndarray:

@@ -125,6 +125,16 @@ def _pearson_lagged_dense(x: FloatArray, max_lag: int) -> FloatArray:
     return out
 
 
+def _centre_where(x: FloatArray, mask: NDArray[np.bool_]) -> FloatArray:
+    """Each row minus its mean over ``mask``, and 0 outside the mask.
+
+    Row means by hand rather than ``np.nanmean``, which warns on a row with no point.
+    """
+    kept = np.where(mask, x, 0.0)
+    mean = kept.sum(axis=1, keepdims=True) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+    return np.where(mask, kept - mean, 0.0)
+
+
 def _pearson_pairwise(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Pairwise-complete Pearson matrix (and pair counts) of two blocks with NaN gaps.
 
@@ -134,11 +144,7 @@ def _pearson_pairwise(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatAr
     ma, mb = np.isfinite(a).astype(float), np.isfinite(b).astype(float)
     # Centring first keeps the sums small and the subtraction below well conditioned
     # (row means by hand: np.nanmean warns on an all-NaN row).
-    a0, b0 = np.where(ma > 0, a, 0.0), np.where(mb > 0, b, 0.0)
-    mean_a = a0.sum(axis=1, keepdims=True) / np.maximum(ma.sum(axis=1, keepdims=True), 1)
-    mean_b = b0.sum(axis=1, keepdims=True) / np.maximum(mb.sum(axis=1, keepdims=True), 1)
-    a0 = np.where(ma > 0, a0 - mean_a, 0.0)
-    b0 = np.where(mb > 0, b0 - mean_b, 0.0)
+    a0, b0 = _centre_where(a, ma > 0), _centre_where(b, mb > 0)
     n = ma @ mb.T
     sa, sb = a0 @ mb.T, ma @ b0.T
     saa, sbb = (a0 * a0) @ mb.T, ma @ (b0 * b0).T
@@ -199,10 +205,8 @@ def lag1_autocorrelation(x: ArrayLike) -> FloatArray:
     a, b = xs[:, :-1], xs[:, 1:]
     both = np.isfinite(a) & np.isfinite(b)
     n = both.sum(axis=1)
-    a0, b0 = np.where(both, a, 0.0), np.where(both, b, 0.0)
+    a0, b0 = _centre_where(a, both), _centre_where(b, both)
     with np.errstate(invalid="ignore", divide="ignore"):
-        a0 = np.where(both, a0 - a0.sum(axis=1, keepdims=True) / np.maximum(n, 1)[:, None], 0.0)
-        b0 = np.where(both, b0 - b0.sum(axis=1, keepdims=True) / np.maximum(n, 1)[:, None], 0.0)
         r = np.einsum("ij,ij->i", a0, b0) / np.sqrt(
             np.einsum("ij,ij->i", a0, a0) * np.einsum("ij,ij->i", b0, b0)
         )

@@ -152,8 +152,9 @@ def robust_location_scale(
         tiny = ~(std > 1e-12 * np.maximum(np.abs(loc), 1e-300)) & ~np.isnan(std)
         std = np.where(tiny, 0.0, std)
         scale = np.where(scale > 0, scale, std)
-    scale = np.maximum(scale, np.asarray(min_scale, dtype=float).reshape(-1) if np.ndim(min_scale)
-                       else float(min_scale))  # type: ignore[arg-type]
+    floor = np.asarray(min_scale, dtype=float)
+    # A per-series floor arrives shaped like the series (or (N, 1)); rows are flattened above.
+    scale = np.maximum(scale, floor.reshape(-1) if floor.ndim else floor)
     return LocationScale(location=loc.reshape(shape), scale=scale.reshape(shape))
 
 

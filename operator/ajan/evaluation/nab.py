@@ -74,6 +74,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ajan.evaluation import SHARED_DATA
+
 if TYPE_CHECKING:
     from ajan.analysis.detector import DetectorConfig
 
@@ -91,7 +93,12 @@ START_THRESHOLD = 1.1
 _TIME_UNIT = "us"
 
 #: ``<repository root>/../shared/data/nab``: the data sits next to the checkout.
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "nab"
+DEFAULT_DATA = SHARED_DATA / "nab"
+
+
+def category_of(path: str) -> str:
+    """NAB category of a corpus-relative path: its first directory (``"realKnownCause"``)."""
+    return path.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,7 @@ class NabFile:
     @property
     def category(self) -> str:
         """Directory of the file in NAB's ``data/``, e.g. ``"realKnownCause"``."""
-        return self.path.split("/", 1)[0]
+        return category_of(self.path)
 
     @property
     def n_rows(self) -> int:
@@ -646,7 +653,7 @@ class FileScore:
     @property
     def category(self) -> str:
         """Directory of the file in NAB's ``data/``."""
-        return self.path.split("/", 1)[0]
+        return category_of(self.path)
 
 
 @dataclass(frozen=True)

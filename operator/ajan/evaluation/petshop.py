@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from ajan.evaluation import SHARED_DATA
 from ajan.evaluation.smd import segment_hit
 
 if TYPE_CHECKING:
@@ -87,9 +88,7 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 MetricKey = tuple[str, str, str]
 
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "petshop" / "low_traffic"
-)
+DEFAULT_DATA = SHARED_DATA / "petshop" / "low_traffic"
 DEFAULT_WINDOW_MINUTES = 15.0
 #: The detector settings for PetShop. noissue/ was recorded months after the
 #: incidents, so it does not directly precede them as ajan's baseline normally

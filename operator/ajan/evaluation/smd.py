@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ajan.evaluation import SHARED_DATA
+
 if TYPE_CHECKING:
     from ajan.analysis.detector import DetectorConfig
 
@@ -48,7 +50,7 @@ IntArray = NDArray[np.int64]
 
 N_METRICS = 38
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "smd"
+DEFAULT_DATA = SHARED_DATA / "smd"
 
 _INTERPRETATION_LINE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*:\s*([\d\s,]+?)\s*$")
 
