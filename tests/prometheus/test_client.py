@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 import numpy as np
@@ -27,8 +27,7 @@ from ajan.clients import (
     RangeResult,
 )
 
-if TYPE_CHECKING:  # for annotations only: pytest imports conftest itself, under its own name
-    from tests.prometheus.conftest import Generator, PrometheusServer
+from support.prometheus import Generator, PrometheusServer
 
 Poll = Callable[..., Any]
 

@@ -53,7 +53,7 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interv
 
 @pytest.fixture(name="wait_for")
 def wait_for_fixture() -> Callable[..., object]:
-    """`wait_for`, for test modules (they cannot import conftest reliably)."""
+    """`wait_for` as a fixture."""
     return wait_for
 
 
