@@ -26,7 +26,6 @@ from ajan.clients import (
     QueryFailed,
     RangeResult,
 )
-
 from support.prometheus import Generator, PrometheusServer
 
 Poll = Callable[..., Any]
