@@ -230,6 +230,18 @@ class RemediationPlanStatus(KubeModel):
     observed_generation: Generation | None = None
     """The metadata.generation of the spec last acted on."""
 
+    confidence: Fraction | None = None
+    """Latest confidence of the incident while this plan is its current one, in [0, 1]."""
+
+    peak_confidence: Fraction | None = None
+    """Highest confidence of the incident while this plan is its current one, in [0, 1]."""
+
+    last_evaluation_time: AwareDatetime | None = None
+    """When the evidence below was last refreshed."""
+
+    latest_evidence: Evidence | None = None
+    """The evidence as it grew after the plan was proposed (spec.evidence stays as proposed)."""
+
 
 class RemediationPlan(KubeModel):
     """A RemediationPlan object as the API server returns it."""

@@ -114,9 +114,11 @@ class Sensitivity(StrEnum):
     HIGH = "high"
 
 
-# |z| at which a metric's anomaly score is 0.5: a higher zHalf means a less sensitive detector.
-# medium is the analysis core's default (DetectorConfig.z_half).
-SENSITIVITY_Z_HALF: Final = {Sensitivity.LOW: 12.0, Sensitivity.MEDIUM: 8.0, Sensitivity.HIGH: 5.0}
+# Calibrated |z| at which a metric's anomaly score is 0.5: a higher zHalf means a less sensitive
+# detector. Lower than the analysis core's offline default (8), which guards against false alarms over
+# tens of thousands of points per series: a policy tests one median-of-three point per metric per
+# evaluation, and the calibration compresses large deviations (a 2.5x latency reads about z 7).
+SENSITIVITY_Z_HALF: Final = {Sensitivity.LOW: 6.0, Sensitivity.MEDIUM: 4.0, Sensitivity.HIGH: 3.0}
 
 
 class AnomalySettings(KubeModel):
@@ -126,7 +128,7 @@ class AnomalySettings(KubeModel):
     """Preset sensitivity: low, medium or high (medium when neither this nor zHalf is set)."""
 
     z_half: StrictFloat | None = Field(default=None, gt=0.0, le=100.0)
-    """Exact sensitivity instead of a preset: the |z| that scores 0.5 (medium is 8)."""
+    """Exact sensitivity instead of a preset: the |z| that scores 0.5 (low 6, medium 4, high 3)."""
 
     min_coverage: Fraction = 0.8
     """Share of expected samples a metric needs in the window to be scored, in [0, 1]."""
@@ -242,6 +244,9 @@ class RemediationSettings(KubeModel):
     approval_timeout: PositiveDuration = "30m"
     """How long a plan waits for approval before it expires (approve mode)."""
 
+    recovery_evaluations: StrictInt = Field(default=3, ge=1, le=100)
+    """Consecutive healthy evaluations that end an incident and resolve its plan, in [1, 100]."""
+
     cel_rules = (
         Rule(
             "!has(self.mode) || self.mode != 'auto' || (has(self.ladder) && self.ladder.size() > 0)",
@@ -332,7 +337,39 @@ class DegradedReason(StrEnum):
     QUERY_FAILED = "QueryFailed"
     """A query was refused or returned something other than one series."""
     INSUFFICIENT_DATA = "InsufficientData"
-    """Too few samples in the window (see anomaly.minCoverage)."""
+    """Too few samples in the window (see anomaly.minCoverage), or none recent enough."""
+    INVALID_SPEC = "InvalidSpec"
+    """The spec cannot be evaluated (the operator refuses what the API server would refuse)."""
+
+
+IncidentId = Annotated[StrictStr, StringConstraints(pattern=r"^[a-z0-9]{1,16}$")]
+"""An incident's identifier: lower-case base-36 of its opening time, part of its plans' names."""
+
+
+class Incident(KubeModel):
+    """The incident a policy is in: evaluations whose confidence reached the ladder, until recovery.
+
+    Written before any plan of the incident is created, so that a restart finds the plan's name
+    here and neither loses the plan nor proposes it twice.
+    """
+
+    id: IncidentId
+    """Identifier of the incident, shared by its plans (label aiops.ajan.dev/incident)."""
+
+    opened_at: AwareDatetime
+    """When the confidence first reached the ladder."""
+
+    action: LadderAction
+    """Strongest action proposed in the incident: only a stronger one makes a new plan."""
+
+    plan: ObjectName
+    """The incident's current plan."""
+
+    peak_confidence: Fraction
+    """Highest confidence seen in the incident."""
+
+    healthy_evaluations: StrictInt = Field(default=0, ge=0)
+    """Consecutive evaluations since the confidence fell below the recovery threshold."""
 
 
 class CorrelationPolicyStatus(KubeModel):
@@ -356,6 +393,12 @@ class CorrelationPolicyStatus(KubeModel):
 
     last_plan: ObjectName | None = None
     """Name of the last RemediationPlan this policy proposed."""
+
+    confidence: Fraction | None = None
+    """Confidence of a predicted breach at the last evaluation, in [0, 1]."""
+
+    incident: Incident | None = None
+    """The open incident, if any; absent when the metrics are healthy."""
 
 
 class CorrelationPolicy(KubeModel):

@@ -1,0 +1,51 @@
+"""CorrelationPolicy: one daemon per policy evaluates it every ``spec.interval``.
+
+A daemon rather than a kopf timer: a timer's interval is fixed per handler, a policy's is its own.
+kopf stops the daemon when the policy is deleted (its finalizer holds the deletion until then) and
+hands it a live ``body``, so a spec edit applies from the next evaluation on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Final
+
+import kopf
+
+from ajan.models import GROUP, VERSION
+from ajan.services.reconcile import PolicyEvaluator, Runtime
+
+#: After an unexpected error (the API server failing, a bug), wait this long before trying again.
+ERROR_RETRY_S: Final = 30.0
+
+
+@kopf.daemon(GROUP, VERSION, "correlationpolicies", cancellation_timeout=10.0)
+async def evaluate_policy(
+    *,
+    stopped: kopf.DaemonStopped,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Evaluate the policy every interval; writes its status and its RemediationPlans, posts Events."""
+    runtime: Runtime = memo.runtime
+    assert namespace is not None  # a namespaced resource
+    evaluator = PolicyEvaluator(runtime, namespace, name, logger)
+    while not stopped:
+        started = time.monotonic()
+        try:
+            # A copy: the live body may change under an evaluation that awaits.
+            report = await evaluator.evaluate(copy.deepcopy(dict(body)))
+        except Exception:  # log and skip, never a retry storm: the next interval tries again
+            logger.exception("evaluation failed; retrying in %.0fs", ERROR_RETRY_S)
+            delay = ERROR_RETRY_S
+        else:
+            for note in report.notes:
+                post = kopf.warn if note.warning else kopf.info
+                post(body, reason=note.reason, message=note.message)
+            delay = report.delay_s
+        await stopped.wait(max(0.0, delay - (time.monotonic() - started)))

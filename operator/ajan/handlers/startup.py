@@ -1,0 +1,67 @@
+"""Operator start and stop: kopf's settings, and the clients every evaluation shares (in ``memo``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import kopf
+from kubernetes import client, config
+
+from ajan.clients.kubernetes import KubeStore
+from ajan.services.reconcile import OperatorConfig, Runtime
+
+PREFIX = "aiops.ajan.dev"
+
+
+def kube_api_client() -> client.ApiClient:
+    """A client for the cluster ajan runs in, else for the current kubeconfig context."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+@kopf.on.startup()
+async def configure(
+    *, settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Set kopf's settings explicitly and build the shared clients into ``memo.runtime``."""
+    operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
+    # Under ajan's own API group, not kopf.zalando.org: the RBAC and a reader both see whose marks they are.
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # The API server ends a watch after server_timeout; a little slack on the client detects a dead
+    # connection without cutting healthy ones.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    # Events are how a user of kubectl describe sees what ajan did; info and above.
+    settings.posting.level = logging.INFO
+    slots = operator_config.concurrency
+    http = httpx.AsyncClient(
+        # More connections than queries in flight: waiting for a pooled one would eat a query's deadline.
+        limits=httpx.Limits(max_connections=4 * slots, max_keepalive_connections=2 * slots),
+        timeout=operator_config.query_timeout_s,
+    )
+    memo.runtime = Runtime(operator_config, http, KubeStore(kube_api_client(), max_workers=slots))
+    logger.info(
+        "ajan started: default Prometheus %s, concurrency %d",
+        operator_config.default_prometheus_url or "(none)",
+        slots,
+    )
+
+
+@kopf.on.cleanup()
+async def close(*, memo: kopf.Memo, **_: Any) -> None:
+    """Close the shared clients."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.http.aclose()
+        runtime.kube.close()

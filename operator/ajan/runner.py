@@ -1,0 +1,158 @@
+"""``ajan run``: the operator, kopf underneath, configured by flags or environment variables.
+
+Every flag has an environment variable (the Deployment sets those); a flag wins over its variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import kopf
+
+from ajan.services.reconcile import OperatorConfig
+
+DEFAULT_LIVENESS: Final = "http://0.0.0.0:8080/healthz"
+_URL: Final = re.compile(r"^https?://\S+$")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _url(text: str) -> str:
+    if not _URL.match(text):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text.rstrip("/")
+
+
+def _redis_url(text: str) -> str:
+    if not re.match(r"^(redis|rediss|unix)://\S+$", text):
+        raise argparse.ArgumentTypeError(f"not a redis:// URL: {text!r}")
+    return text
+
+
+def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` subcommand to ajan's command line."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the operator",
+        description=(
+            "Run the operator: evaluate every CorrelationPolicy against Prometheus and write "
+            "RemediationPlans. Each flag defaults to the environment variable named in its help."
+        ),
+    )
+    namespaces = _env("AJAN_NAMESPACES")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        default=None,
+        help="namespace to watch; repeat for several (env AJAN_NAMESPACES, comma-separated; "
+        "default: all namespaces)",
+    )
+    run.set_defaults(env_namespaces=[n.strip() for n in (namespaces or "").split(",") if n.strip()])
+    run.add_argument(
+        "--prometheus-url",
+        type=_url,
+        default=_env("AJAN_PROMETHEUS_URL"),
+        help="Prometheus for policies that name none (env AJAN_PROMETHEUS_URL)",
+    )
+    run.add_argument(
+        "--redis-url",
+        type=_redis_url,
+        default=_env("AJAN_REDIS_URL"),
+        help="Redis for operator feedback (env AJAN_REDIS_URL); evaluations run without it",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=_positive_int(_env("AJAN_CONCURRENCY", "8") or "8"),
+        help="queries in flight per Prometheus, and analyses at once (env AJAN_CONCURRENCY; default 8)",
+    )
+    run.add_argument(
+        "--query-timeout",
+        type=_positive_float,
+        default=_positive_float(_env("AJAN_QUERY_TIMEOUT", "10") or "10"),
+        help="seconds before a Prometheus query counts as failed (env AJAN_QUERY_TIMEOUT; default 10)",
+    )
+    run.add_argument(
+        "--liveness",
+        default=_env("AJAN_LIVENESS", DEFAULT_LIVENESS),
+        help=f"kopf's liveness endpoint (env AJAN_LIVENESS; default {DEFAULT_LIVENESS}; 'off' for none)",
+    )
+    run.add_argument(
+        "--peering",
+        default=_env("AJAN_PEERING"),
+        help="kopf peering object, so that of several replicas one is active (env AJAN_PEERING; "
+        "default: standalone)",
+    )
+    run.add_argument("--verbose", action="store_true", help="log kopf's debug messages")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until SIGTERM or SIGINT; returns the exit status."""
+    import ajan.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    namespaces: Sequence[str] = args.namespaces or args.env_namespaces
+    config = OperatorConfig(
+        default_prometheus_url=args.prometheus_url,
+        query_timeout_s=args.query_timeout,
+        concurrency=args.concurrency,
+        redis_url=args.redis_url,
+    )
+    kopf.configure(verbose=args.verbose, log_prefix=True)
+    logging.getLogger("ajan").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    # One line per Prometheus query at INFO would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    liveness = None if args.liveness in (None, "", "off") else args.liveness
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(config=config),
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ajan.runner run ...``: the same as ``ajan run``."""
+    parser = argparse.ArgumentParser(prog="ajan")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_run_parser(subparsers)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

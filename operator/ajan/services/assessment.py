@@ -1,0 +1,357 @@
+"""One assessment of a policy: from its metrics' window to a confidence, a ladder rung and evidence.
+
+Pure: numbers in, an :class:`Assessment` out; no clock, no I/O. The operator, ``ajan backtest`` and
+the benchmarks all call :func:`assess`, so a backtest shows exactly what the operator would have done.
+
+How the confidence is made (until the severity model and feedback calibration of issue 5 replace it):
+
+1. Per metric, the detector's calibrated z-score (:func:`ajan.analysis.detector.detect`, scaled to
+   the window's length), kept only in the direction the policy calls bad (``objective``): a canary
+   that got *faster* is not an incident.
+2. "Now" is the median of the last :data:`PERSISTENCE_ROWS` rows, so one spiky sample (a flaky
+   metric) cannot open an incident; a real step change costs one step of delay.
+3. The SLO metrics' scores aggregate into ``slo_score`` (max and chi-square tests, weighted); the
+   signals' into ``signal_score``.
+4. A signal counts towards the SLO only through a significant lagged correlation (of the metrics'
+   changes over the baseline) with an SLO metric:
+   ``breach_probability`` is the highest predicted probability that an SLO metric follows it into
+   a breach (:func:`ajan.analysis.impact.predict_impact`).
+5. ``confidence = coverage * (1 - (1 - slo_score) * (1 - signal_score * breach_probability))``: the
+   probability that the SLO is, or is about to be, in trouble, discounted by missing recent samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ajan.analysis.anomaly import aggregate_scores, percentile_shift, zscore_to_score
+from ajan.analysis.correlation import lagged_correlation, top_correlations
+from ajan.analysis.detector import DetectorConfig, InsufficientDataError, detect, min_rows
+from ajan.analysis.drift import detect_drift
+from ajan.analysis.impact import predict_impact
+from ajan.analysis.robust import quiet_nanmedian
+from ajan.clients.prometheus import InsufficientData
+from ajan.models import (
+    Anomaly,
+    Correlation,
+    CorrelationPolicySpec,
+    Drift,
+    Evidence,
+    LadderStep,
+    MetricRole,
+    Objective,
+    PredictedImpact,
+    parse_duration,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Rows whose median is "now": one outlying sample alone never opens an incident.
+PERSISTENCE_ROWS: Final = 3
+#: A metric's newest sample may be this many rows old (and at least a minute) before it is stale.
+STALE_ROWS: Final = 3
+#: Seasonality is only looked for in windows that hold several days.
+SEASONAL_WINDOW_S: Final = 3 * 86400.0
+#: Evidence lists at most this many correlations (the policy status at most ``STATUS_CORRELATIONS``).
+EVIDENCE_CORRELATIONS: Final = 10
+STATUS_CORRELATIONS: Final = 5
+#: z-scores written to the API server are clipped: JSON has no infinity.
+Z_LIMIT: Final = 1e6
+
+
+@dataclass(frozen=True)
+class MetricWindow:
+    """A policy's metrics on one time grid.
+
+    names: the policy's metric names, in spec order.
+    timestamps: epoch seconds, shape (T,), evenly spaced by ``step_s``.
+    values: shape (T, N), NaN where a metric has no sample.
+    """
+
+    names: tuple[str, ...]
+    timestamps: FloatArray
+    values: FloatArray
+    step_s: float
+
+    def __post_init__(self) -> None:
+        if self.values.shape != (self.timestamps.size, len(self.names)):
+            raise ValueError(
+                f"values shaped {self.values.shape}, expected ({self.timestamps.size}, {len(self.names)})"
+            )
+
+    def tail(self, end: int, rows: int) -> MetricWindow:
+        """The ``rows`` rows ending before row ``end`` (a backtest's sliding window)."""
+        start = max(0, end - rows)
+        return MetricWindow(self.names, self.timestamps[start:end], self.values[start:end], self.step_s)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What one evaluation concluded.
+
+    at: time of the newest row assessed.
+    score: aggregated anomaly score of all metrics now (bad direction only), in [0, 1].
+    slo_score, signal_score: the same over the SLO metrics and over the signals.
+    breach_probability: highest predicted probability that a signal drags an SLO metric into breach.
+    coverage: share of recent samples present, over all metrics.
+    confidence: see the module docstring, in [0, 1].
+    rung: the ladder step the confidence reaches, or None.
+    metric_scores: per metric, its anomaly score now.
+    evidence: anomalies, correlations, predicted impact and drift, for the plan.
+    """
+
+    at: datetime
+    score: float
+    slo_score: float
+    signal_score: float
+    breach_probability: float
+    coverage: float
+    confidence: float
+    rung: LadderStep | None
+    metric_scores: dict[str, float]
+    evidence: Evidence
+
+    @property
+    def top_correlations(self) -> list[Correlation]:
+        """The strongest relations, for the policy's status."""
+        return self.evidence.correlations[:STATUS_CORRELATIONS]
+
+
+def rung_for(confidence: float, ladder: Sequence[LadderStep]) -> LadderStep | None:
+    """The first ladder step (highest first) whose ``minConfidence`` the confidence reaches."""
+    return next((step for step in ladder if confidence >= step.min_confidence), None)
+
+
+def detector_config(spec: CorrelationPolicySpec, rows: int) -> DetectorConfig:
+    """The detector tuned to a window of ``rows`` rows.
+
+    The core's defaults assume days of one-minute rows; a policy's window is typically an hour. Every
+    length is scaled to the window so that about two thirds of it is scored, against the rest.
+    """
+    window_s = parse_duration(spec.window).total_seconds()
+    weights = tuple(m.weight for m in spec.metrics)
+    return DetectorConfig(
+        level_window=int(np.clip(rows // 24, 1, 5)),
+        scale_window=rows,
+        calibration_window=rows,
+        min_periods=int(np.clip(rows // 12, 5, 20)),
+        min_calibration=int(np.clip(rows // 3, 20, 100)),
+        z_half=spec.anomaly.effective_z_half(),
+        use_trend=rows >= 60,
+        trend_horizon=int(np.clip(rows // 4, 5, 60)),
+        trend_window=int(np.clip(rows // 2, 10, 240)),
+        seasonal=window_s >= SEASONAL_WINDOW_S,
+        period_learn=max(rows // 2, 1),
+        weights=weights,
+    )
+
+
+def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> float:
+    """Raise `InsufficientData` for a window too sparse or too stale to judge; return recent coverage."""
+    values = window.values
+    rows = values.shape[0]
+    present = np.isfinite(values)
+    share = present.mean(axis=0) if rows else np.zeros(len(window.names))
+    need = spec.anomaly.min_coverage
+    for name, got in zip(window.names, share.tolist(), strict=True):
+        if got < need:
+            raise InsufficientData(
+                f"metric {name}: {got:.0%} of the window's {rows} samples are present; "
+                f"anomaly.minCoverage is {need:.0%}"
+            )
+    stale = max(STALE_ROWS, math.ceil(60.0 / window.step_s))
+    for i, name in enumerate(window.names):
+        seen = np.flatnonzero(present[:, i])
+        age = rows - 1 - int(seen[-1]) if seen.size else rows
+        if age > stale:
+            raise InsufficientData(
+                f"metric {name}: newest sample is {age * window.step_s:g}s old; "
+                f"no action is taken on stale data"
+            )
+    recent = present[-max(PERSISTENCE_ROWS, rows // 6) :]
+    return float(recent.mean())
+
+
+def _finite(x: float, default: float = 0.0) -> float:
+    return float(np.clip(x, -Z_LIMIT, Z_LIMIT)) if math.isfinite(x) else default
+
+
+def _optional(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _stamp(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def assess(spec: CorrelationPolicySpec, window: MetricWindow) -> Assessment:
+    """Score the window's newest rows and say how confident ajan is that the SLO is in trouble.
+
+    Parameters
+    ----------
+    spec
+        The policy: metric roles, objectives and weights, anomaly, correlation and ladder settings.
+    window
+        The policy's metrics over its baseline window, newest row last.
+
+    Raises
+    ------
+    InsufficientData
+        When a metric misses more samples than ``anomaly.minCoverage`` allows, has no recent
+        sample, or the window is too short for the detector to learn what normal is.
+    """
+    names = window.names
+    coverage = _check_data(spec, window)
+    rows = window.values.shape[0]
+    config = detector_config(spec, rows)
+    # The newest quarter is judged against the rest: calibrating against a trailing reference that
+    # includes the incident would teach the detector that the incident is normal.
+    split = rows - max(2 * PERSISTENCE_ROWS, rows // 4)
+    try:
+        result = detect(window.values[split:], window.values[:split], config)
+    except InsufficientDataError as err:
+        raise InsufficientData(
+            f"the window holds {rows} samples per metric, the detector needs {min_rows(config)}: "
+            "lengthen window or shorten step"
+        ) from err
+
+    orient = np.array([1.0 if m.objective is Objective.MAX else -1.0 for m in spec.metrics])
+    z = result.zscores  # (rows - split, N), signed, calibrated
+    recent = z[-PERSISTENCE_ROWS:]
+    with np.errstate(invalid="ignore"):
+        z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
+        bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
+    z_half = config.z_half
+    weights = np.array([m.weight for m in spec.metrics])
+    slo = np.array([m.role is MetricRole.SLO for m in spec.metrics])
+
+    def aggregate(mask: npt.NDArray[np.bool_]) -> float:
+        if not mask.any() or not np.isfinite(bad_now[mask]).any():
+            return 0.0
+        agg = aggregate_scores(bad_now[mask][:, None], weights[mask], z_half=z_half)
+        return float(agg.score[0])
+
+    score, slo_score, signal_score = aggregate(np.ones_like(slo)), aggregate(slo), aggregate(~slo)
+    metric_scores = zscore_to_score(np.nan_to_num(bad_now), z_half)
+
+    step = window.step_s
+    max_lag = min(round(parse_duration(spec.correlation.max_lag).total_seconds() / step), split // 4)
+    # Learnt on the baseline, so that the incident's own jumps neither hide nor invent a relation;
+    # on changes, not levels: metrics that merely trend together look correlated (spurious
+    # regression), and who moves first shows in the changes.
+    corr = lagged_correlation(
+        np.diff(window.values[:split], axis=0).T,
+        max_lag=max(0, max_lag),
+        method=spec.correlation.method.value,
+        alpha=spec.correlation.alpha,
+        min_abs_r=spec.correlation.min_abs_r,
+    )
+    correlations = [
+        Correlation(
+            leader=names[p.leader],
+            follower=names[p.follower],
+            r=round(float(np.clip(p.r, -1, 1)), 4),
+            lag_seconds=float(p.lag * step),
+        )
+        for p in top_correlations(corr, k=EVIDENCE_CORRELATIONS)
+    ]
+
+    impacts = predict_impact(
+        np.nan_to_num(bad_now),
+        corr,
+        anomalous_z=z_half / 2,
+        breach_z=z_half / 2,
+        targets=np.flatnonzero(slo).tolist(),
+    )
+    predicted = [
+        PredictedImpact(
+            metric=names[p.target],
+            expected_z=_finite(p.expected_z),
+            low_z=_finite(p.low_z),
+            high_z=_finite(p.high_z),
+            lag_seconds=float(max(p.lag, 0) * step),
+            breach_probability=float(np.clip(p.breach_probability, 0.0, 1.0)),
+        )
+        for p in impacts
+    ]
+    predicted = [p for p in predicted if p.low_z <= p.expected_z <= p.high_z]
+    breach = max((p.breach_probability for p in impacts if not slo[p.source]), default=0.0)
+    breach = float(np.clip(breach, 0.0, 1.0))
+
+    confidence = coverage * (1.0 - (1.0 - slo_score) * (1.0 - signal_score * breach))
+    confidence = float(np.clip(confidence, 0.0, 1.0))
+
+    base, cur = window.values[:split].T, window.values[split:].T
+    anomalies = _anomalies(spec, window, split, z, z_now, metric_scores, base, cur)
+    drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
+    drifted = [
+        Drift(
+            metric=names[i],
+            psi=_finite(float(drift.psi[i])),
+            ks_p_value=float(np.clip(np.nan_to_num(drift.ks_pvalue[i], nan=1.0), 0.0, 1.0)),
+        )
+        for i in np.flatnonzero(drift.drifted).tolist()
+    ]
+    return Assessment(
+        at=_stamp(float(window.timestamps[-1])),
+        score=score,
+        slo_score=slo_score,
+        signal_score=signal_score,
+        breach_probability=breach,
+        coverage=coverage,
+        confidence=confidence,
+        rung=rung_for(confidence, spec.remediation.ladder),
+        metric_scores={n: float(s) for n, s in zip(names, metric_scores.tolist(), strict=True)},
+        evidence=Evidence(
+            anomalies=anomalies, correlations=correlations, predicted_impact=predicted, drift=drifted
+        ),
+    )
+
+
+def _anomalies(
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    split: int,
+    z: FloatArray,
+    z_now: FloatArray,
+    metric_scores: FloatArray,
+    base: FloatArray,
+    cur: FloatArray,
+) -> list[Anomaly]:
+    """The metrics whose score now reaches ``anomaly.threshold``, most anomalous first.
+
+    ``z`` covers the rows from ``split`` on (the part judged against the baseline).
+    """
+    threshold = spec.anomaly.threshold
+    z_half = spec.anomaly.effective_z_half()
+    orient = np.array([1.0 if m.objective is Objective.MAX else -1.0 for m in spec.metrics])
+    tails = percentile_shift(cur, base)
+    out = []
+    for i in np.flatnonzero(metric_scores >= threshold).tolist():
+        column = window.values[:, i]
+        finite = np.flatnonzero(np.isfinite(column))
+        # Onset: after the last row whose score was under half the threshold (a dip does not reset it).
+        with np.errstate(invalid="ignore"):
+            row_scores = zscore_to_score(np.nan_to_num(np.maximum(z[:, i] * orient[i], 0.0)), z_half)
+        quiet = np.flatnonzero(row_scores < threshold / 2)
+        since = min(split + (int(quiet[-1]) + 1 if quiet.size else 0), len(column) - 1)
+        base_finite = base[i][np.isfinite(base[i])]
+        out.append(
+            Anomaly(
+                metric=window.names[i],
+                value=_finite(float(column[finite[-1]])) if finite.size else 0.0,
+                baseline=_finite(float(np.median(base_finite))) if base_finite.size else 0.0,
+                z_score=round(_finite(float(z_now[i])), 3),
+                p95=_optional(float(tails.current[0, i])),
+                p99=_optional(float(tails.current[1, i])),
+                since=_stamp(float(window.timestamps[since])),
+            )
+        )
+    return sorted(out, key=lambda a: -abs(a.z_score))

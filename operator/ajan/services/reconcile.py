@@ -1,0 +1,511 @@
+"""One evaluation of one CorrelationPolicy, carried out: query, assess, decide, write.
+
+`PolicyEvaluator` is what each policy's kopf daemon calls every ``interval``. It keeps the policy's
+incident in memory between evaluations, and reads it back from the policy's status after a restart.
+
+Fail safe: when the metrics cannot be trusted (Prometheus unreachable or refusing, too little or
+stale data, an invalid spec) the evaluation changes *no* plan and no incident, neither opening nor
+resolving one, and says why in a ``Degraded`` condition; the next good evaluation clears it.
+
+Crash safety, in the order of the writes:
+
+1. the incident, with its plan's deterministic name, goes into the policy's status (the intent);
+2. the plan is created (409 AlreadyExists: it was, before a crash; it is adopted);
+3. its status is set to Proposed (a plan found without a phase gets it on the next evaluation);
+4. older plans of the incident still waiting are marked Superseded (swept again after a restart).
+
+A restart anywhere in between leads the next evaluation to the same names, so an action is never
+proposed twice and never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from pydantic import ValidationError
+
+from ajan.clients.kubernetes import KubeStore
+from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
+from ajan.models import (
+    API_VERSION,
+    Action,
+    Condition,
+    ConditionStatus,
+    CorrelationPolicySpec,
+    DegradedReason,
+    Incident,
+    LadderStep,
+    PlanPhase,
+    PolicyConditionType,
+    Severity,
+    find_condition,
+    parse_duration,
+)
+from ajan.services.assessment import Assessment, assess
+from ajan.services.incident import Decision, Outcome, decide, policy_label
+from ajan.services.window import fetch_window, window_bounds
+
+LABEL_POLICY: Final = "aiops.ajan.dev/policy"
+LABEL_INCIDENT: Final = "aiops.ajan.dev/incident"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+#: Retry delay when the spec cannot even say how often to evaluate.
+INVALID_SPEC_RETRY_S: Final = 60.0
+#: Plan phases an incident may still move: superseded on escalation, resolved on recovery.
+WAITING: Final = frozenset({None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value})
+RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED.value}
+#: A plan's evidence is rewritten when the confidence moves by a step of this size (or the set of
+#: anomalous metrics changes), not at every evaluation.
+CONFIDENCE_STEP: Final = 0.05
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Settings of the whole operator (``ajan run`` flags)."""
+
+    default_prometheus_url: str | None = None
+    query_timeout_s: float = 10.0
+    #: Queries in flight per Prometheus, and assessments computed at once.
+    concurrency: int = 8
+    #: Where operator feedback is kept; evaluations run without it.
+    redis_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something worth a Kubernetes Event on the policy."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one evaluation did: when to evaluate next, the outcome, the events to post."""
+
+    delay_s: float
+    outcome: Outcome | None
+    reason: str | None = None
+    notes: list[Note] = field(default_factory=list)
+    assessment: Assessment | None = None
+
+
+class _Throttled:
+    """A `MetricSource` that holds one of a Prometheus's query slots while it waits for an answer.
+
+    One slow Prometheus then fills its own slots only: policies on other servers are not starved.
+    """
+
+    def __init__(self, source: PrometheusSource, slots: asyncio.Semaphore) -> None:
+        self._source = source
+        self._slots = slots
+
+    async def query_range(
+        self, query: str, start: float, end: float, step: float, *, min_points: int = 1
+    ) -> RangeResult:
+        async with self._slots:
+            return await self._source.query_range(query, start, end, step, min_points=min_points)
+
+    async def is_online(self) -> bool:
+        return await self._source.is_online()
+
+
+class Runtime:
+    """What all evaluations share: configuration, HTTP pool, API store, clock."""
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        http: httpx.AsyncClient,
+        kube: KubeStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.http = http
+        self.kube = kube
+        self.clock = clock
+        self._sources: dict[str, _Throttled] = {}
+        self.analysis_slots = asyncio.Semaphore(config.concurrency)
+
+    def source(self, url: str) -> _Throttled:
+        """The throttled source for a Prometheus URL (one per URL, made on first use)."""
+        if url not in self._sources:
+            prometheus = PrometheusSource(self.http, url, timeout_s=self.config.query_timeout_s)
+            self._sources[url] = _Throttled(prometheus, asyncio.Semaphore(self.config.concurrency))
+        return self._sources[url]
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """``conditions`` with ``type_`` set; its lastTransitionTime moves only when its status does."""
+    parsed = [Condition.model_validate(c) for c in conditions]
+    old = find_condition(parsed, type_)
+    moved = old is None or old.status is not status
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=now if moved or old is None else old.last_transition_time,
+        observed_generation=generation,
+    )
+    return [c.to_kube() for c in parsed if c.type != type_] + [new.to_kube()]
+
+
+def _validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"spec.{where}: {first['msg']}" + (
+        f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    )
+
+
+def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
+    return next((s.severity for s in ladder if s.action is action), Severity.WARNING)
+
+
+def _signature(names: list[str], confidence: float) -> tuple[tuple[str, ...], int]:
+    return tuple(sorted(names)), round(confidence / CONFIDENCE_STEP)
+
+
+class PolicyEvaluator:
+    """Evaluations of one policy, in one operator process."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        namespace: str,
+        name: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.namespace = namespace
+        self.name = name
+        self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("ajan.policy")
+        self.incident: Incident | None = None
+        self._loaded = False
+        self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
+        self._swept: set[str] = set()  # incidents whose older waiting plans are settled
+
+    # --- the evaluation --------------------------------------------------------------------------
+
+    async def evaluate(self, body: Mapping[str, Any]) -> Report:
+        """Evaluate the policy ``body`` (its current manifest) once and write what follows."""
+        now = datetime.fromtimestamp(self.runtime.clock(), tz=UTC)
+        meta = body.get("metadata", {})
+        generation = meta.get("generation")
+        status = dict(body.get("status") or {})
+        if not self._loaded:
+            raw = status.get("incident")
+            self.incident = Incident.model_validate(raw) if raw else None
+            self._loaded = True
+        try:
+            spec = CorrelationPolicySpec.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            await self._degraded(
+                status, DegradedReason.INVALID_SPEC, _validation_message(err), now, generation
+            )
+            return Report(INVALID_SPEC_RETRY_S, None, DegradedReason.INVALID_SPEC.value)
+        delay = parse_duration(spec.interval).total_seconds()
+        url = spec.prometheus.url if spec.prometheus else self.runtime.config.default_prometheus_url
+        if not url:
+            message = "no Prometheus to query: set spec.prometheus.url, or start ajan with --prometheus-url"
+            notes = await self._degraded(
+                status, DegradedReason.PROMETHEUS_UNAVAILABLE, message, now, generation
+            )
+            return Report(delay, None, DegradedReason.PROMETHEUS_UNAVAILABLE.value, notes)
+        try:
+            start, end, step = window_bounds(spec, self.runtime.clock())
+            window = await fetch_window(self.runtime.source(url), spec, start, end, step)
+            async with self.runtime.analysis_slots:
+                assessment = await asyncio.to_thread(assess, spec, window)
+        except MetricSourceError as err:
+            notes = await self._degraded(status, err.reason, err.message, now, generation)
+            return Report(delay, None, err.reason, notes)
+
+        decision = decide(
+            self.name,
+            self.incident,
+            assessment.confidence,
+            spec.remediation.ladder,
+            spec.remediation.recovery_evaluations,
+            now,
+        )
+        notes = await self._carry_out(body, spec, decision, assessment, now)
+        self.incident = decision.incident
+        conditions = list(status.get("conditions") or [])
+        was_degraded = find_condition([Condition.model_validate(c) for c in conditions], "Degraded")
+        message = (
+            f"evaluated {len(spec.metrics)} metrics over {spec.window}: "
+            f"score {assessment.score:.2f}, confidence {assessment.confidence:.2f}"
+        )
+        conditions = set_condition(
+            conditions, PolicyConditionType.READY, ConditionStatus.TRUE, "Evaluated", message, now, generation
+        )
+        conditions = set_condition(
+            conditions,
+            PolicyConditionType.DEGRADED,
+            ConditionStatus.FALSE,
+            "Evaluated",
+            "the last evaluation had the data it needs",
+            now,
+            generation,
+        )
+        if was_degraded is not None and was_degraded.status is ConditionStatus.TRUE:
+            notes.append(Note("Recovered", f"evaluation works again after {was_degraded.reason}"))
+        patch: dict[str, Any] = {
+            "observedGeneration": generation,
+            "lastEvaluationTime": _iso(now),
+            "conditions": conditions,
+            "anomalyScore": round(assessment.score, 4),
+            "confidence": round(assessment.confidence, 4),
+            "topCorrelations": [c.to_kube() for c in assessment.top_correlations],
+            "incident": decision.incident.to_kube() if decision.incident else None,
+        }
+        if decision.incident is not None:
+            patch["lastPlan"] = decision.incident.plan
+        await self.runtime.kube.patch_policy_status(self.namespace, self.name, patch)
+        return Report(delay, decision.outcome, None, notes, assessment)
+
+    async def _degraded(
+        self, status: dict[str, Any], reason: str, message: str, now: datetime, generation: int | None
+    ) -> list[Note]:
+        """Say why the evaluation could not be trusted; touch no plan and no incident."""
+        conditions = list(status.get("conditions") or [])
+        old = find_condition([Condition.model_validate(c) for c in conditions], "Degraded")
+        conditions = set_condition(
+            conditions, PolicyConditionType.READY, ConditionStatus.FALSE, reason, message, now, generation
+        )
+        conditions = set_condition(
+            conditions, PolicyConditionType.DEGRADED, ConditionStatus.TRUE, reason, message, now, generation
+        )
+        await self.runtime.kube.patch_policy_status(
+            self.namespace,
+            self.name,
+            {"observedGeneration": generation, "lastEvaluationTime": _iso(now), "conditions": conditions},
+        )
+        self.log.warning("evaluation degraded (%s): %s", reason, message)
+        if old is None or old.status is not ConditionStatus.TRUE or old.reason != reason:
+            return [Note(reason, f"no action: {message}", warning=True)]
+        return []
+
+    # --- plans -----------------------------------------------------------------------------------
+
+    async def _carry_out(
+        self,
+        body: Mapping[str, Any],
+        spec: CorrelationPolicySpec,
+        decision: Decision,
+        assessment: Assessment,
+        now: datetime,
+    ) -> list[Note]:
+        incident = decision.incident
+        notes: list[Note] = []
+        if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
+            assert incident is not None and decision.rung is not None
+            # The intent first: after a crash from here on, the status names the plan to (re)create.
+            await self.runtime.kube.patch_policy_status(
+                self.namespace, self.name, {"incident": incident.to_kube(), "lastPlan": incident.plan}
+            )
+            created = await self._ensure_plan(body, spec, incident, decision.rung.severity, assessment, now)
+            if created:
+                notes.append(
+                    Note(
+                        "PlanProposed",
+                        f"{incident.plan}: {incident.action.value} ({decision.rung.severity.value}), "
+                        f"confidence {assessment.confidence:.2f}",
+                    )
+                )
+            if decision.outcome is Outcome.OPEN:
+                self._swept.add(incident.id)  # a new incident has no older plans
+            notes += await self._sweep(incident, now, force=decision.outcome is Outcome.ESCALATE)
+        elif decision.outcome in (Outcome.UPDATE, Outcome.RECOVERING):
+            assert incident is not None
+            severity = _severity_of(incident.action, spec.remediation.ladder)
+            await self._ensure_plan(body, spec, incident, severity, assessment, now)
+            notes += await self._sweep(incident, now)
+            await self._refresh(incident, assessment, now)
+        elif decision.outcome is Outcome.RESOLVE:
+            assert self.incident is not None
+            notes += await self._resolve(self.incident, now, spec.remediation.recovery_evaluations)
+        return notes
+
+    def _plan_body(
+        self,
+        body: Mapping[str, Any],
+        spec: CorrelationPolicySpec,
+        incident: Incident,
+        severity: Severity,
+        assessment: Assessment,
+    ) -> dict[str, Any]:
+        meta = body.get("metadata", {})
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "RemediationPlan",
+            "metadata": {
+                "name": incident.plan,
+                "namespace": self.namespace,
+                "labels": {
+                    LABEL_POLICY: policy_label(self.name),
+                    LABEL_INCIDENT: incident.id,
+                    LABEL_MANAGED_BY: "ajan",
+                },
+                # Deleting the policy collects its plans; no blockOwnerDeletion (it needs more RBAC).
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "CorrelationPolicy",
+                        "name": self.name,
+                        "uid": meta.get("uid"),
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {
+                "policyRef": {"name": self.name},
+                "targetRef": spec.target_ref.to_kube(),
+                "action": incident.action.value,
+                "severity": severity.value,
+                "confidence": round(assessment.confidence, 4),
+                "evidence": assessment.evidence.to_kube(),
+            },
+        }
+
+    async def _ensure_plan(
+        self,
+        body: Mapping[str, Any],
+        spec: CorrelationPolicySpec,
+        incident: Incident,
+        severity: Severity,
+        assessment: Assessment,
+        now: datetime,
+    ) -> bool:
+        """Make sure the incident's current plan exists and is Proposed; True if it was created now."""
+        if incident.plan in self._plans:
+            return False
+        kube = self.runtime.kube
+        plan = await kube.get_plan(self.namespace, incident.plan)
+        created = False
+        if plan is None:
+            plan, created = await kube.create_plan(
+                self.namespace, self._plan_body(body, spec, incident, severity, assessment)
+            )
+        status = plan.get("status") or {}
+        if not status.get("phase"):
+            status = {
+                "phase": PlanPhase.PROPOSED.value,
+                "proposedAt": _iso(now),
+                "confidence": round(assessment.confidence, 4),
+                "peakConfidence": round(assessment.confidence, 4),
+                "lastEvaluationTime": _iso(now),
+            }
+            await kube.patch_plan_status(self.namespace, incident.plan, status)
+        anomalous = [
+            a["metric"]
+            for a in (status.get("latestEvidence") or plan["spec"]["evidence"]).get("anomalies", [])
+        ]
+        self._plans[incident.plan] = _signature(anomalous, float(status.get("confidence", 0.0)))
+        return created
+
+    async def _refresh(self, incident: Incident, assessment: Assessment, now: datetime) -> None:
+        """Rewrite the plan's evidence when it changed enough to matter to a reader."""
+        signature = _signature([a.metric for a in assessment.evidence.anomalies], assessment.confidence)
+        if self._plans.get(incident.plan) == signature:
+            return
+        await self.runtime.kube.patch_plan_status(
+            self.namespace,
+            incident.plan,
+            {
+                "confidence": round(assessment.confidence, 4),
+                "peakConfidence": round(incident.peak_confidence, 4),
+                "lastEvaluationTime": _iso(now),
+                "latestEvidence": assessment.evidence.to_kube(),
+            },
+        )
+        self._plans[incident.plan] = signature
+
+    async def _incident_plans(self, incident: Incident) -> list[dict[str, Any]]:
+        selector = f"{LABEL_POLICY}={policy_label(self.name)},{LABEL_INCIDENT}={incident.id}"
+        return await self.runtime.kube.list_plans(self.namespace, selector)
+
+    async def _sweep(self, incident: Incident, now: datetime, *, force: bool = False) -> list[Note]:
+        """Supersede the incident's older plans that still wait: on escalation, and once per incident
+        and process (which catches an escalation interrupted by a restart)."""
+        if incident.id in self._swept and not force:
+            return []
+        notes = []
+        for plan in await self._incident_plans(incident):
+            name = plan["metadata"]["name"]
+            phase = (plan.get("status") or {}).get("phase")
+            if name == incident.plan or phase not in WAITING:
+                continue
+            condition = set_condition(
+                [],
+                "Superseded",
+                ConditionStatus.TRUE,
+                "Escalated",
+                f"superseded by {incident.plan} ({incident.action.value})",
+                now,
+                None,
+            )
+            await self.runtime.kube.patch_plan_status(
+                self.namespace,
+                name,
+                {
+                    "phase": PlanPhase.SUPERSEDED.value,
+                    "resolvedAt": _iso(now),
+                    "conditions": condition,
+                },
+            )
+            notes.append(Note("PlanSuperseded", f"{name} superseded by {incident.plan}"))
+        self._swept.add(incident.id)
+        return notes
+
+    async def _resolve(self, incident: Incident, now: datetime, evaluations: int) -> list[Note]:
+        """The metrics recovered: resolve every plan of the incident that is not settled otherwise."""
+        notes = []
+        for plan in await self._incident_plans(incident):
+            name = plan["metadata"]["name"]
+            status = plan.get("status") or {}
+            if status.get("phase") not in RESOLVABLE:
+                continue
+            conditions = set_condition(
+                list(status.get("conditions") or []),
+                "Resolved",
+                ConditionStatus.TRUE,
+                "MetricsRecovered",
+                f"the confidence stayed below the recovery threshold for {evaluations} evaluations",
+                now,
+                None,
+            )
+            await self.runtime.kube.patch_plan_status(
+                self.namespace,
+                name,
+                {
+                    "phase": PlanPhase.RESOLVED.value,
+                    "resolvedAt": _iso(now),
+                    "conditions": conditions,
+                },
+            )
+            self._plans.pop(name, None)
+            notes.append(Note("PlanResolved", f"{name}: metrics recovered"))
+        self._swept.discard(incident.id)
+        return notes

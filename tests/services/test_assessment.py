@@ -1,0 +1,161 @@
+"""`assess`: from a policy's metric window to confidence, rung and evidence (pure, synthetic windows)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ajan.clients.prometheus import InsufficientData
+from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
+from ajan.services.assessment import MetricWindow, assess, detector_config
+
+NAMES = ("latency", "errors", "queue", "throughput")
+STEP = 30.0
+ROWS = 120  # the default policy: a 1h window every 30s
+
+
+def spec(**overrides: Any) -> CorrelationPolicySpec:
+    body: dict[str, Any] = {
+        "targetRef": {"name": "checkout"},
+        "metrics": [
+            {"name": "latency", "query": "q1", "role": "slo"},
+            {"name": "errors", "query": "q2", "role": "slo"},
+            {"name": "queue", "query": "q3", "role": "signal"},
+            {"name": "throughput", "query": "q4", "role": "signal", "objective": "min"},
+        ],
+    }
+    body.update(overrides)
+    return CorrelationPolicySpec.model_validate(body)
+
+
+def healthy(seed: int = 1, rows: int = ROWS) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    level = np.array([0.1, 0.002, 5.0, 50.0])
+    return level * (1 + 0.05 * rng.normal(size=(rows, 4)))
+
+
+def window(values: np.ndarray) -> MetricWindow:
+    return MetricWindow(NAMES, 1.7e9 + np.arange(values.shape[0]) * STEP, values, STEP)
+
+
+def test_healthy_window_reaches_no_rung() -> None:
+    for seed in range(20):
+        result = assess(spec(), window(healthy(seed)))
+        assert result.rung is None, (seed, result.confidence)
+        assert result.evidence.anomalies == []
+
+
+def test_slo_degradation_climbs_the_ladder_with_its_size() -> None:
+    confidences = []
+    for factor in (1.0, 1.5, 2.5, 6.0):
+        v = healthy()
+        v[-10:, 0] *= np.linspace(1.0, factor, 10)
+        confidences.append(assess(spec(), window(v)).confidence)
+    assert confidences == sorted(confidences), confidences
+    assert confidences[0] < 0.5 <= confidences[2]
+    result = assess(spec(), window(v))
+    assert result.rung is not None and result.rung.action is Action.ABORT
+    top = result.evidence.anomalies[0]
+    assert top.metric == "latency" and top.z_score > 0 and top.value > top.baseline
+    assert top.since is not None and top.since.timestamp() >= window(v).timestamps[-12]
+
+
+def test_improvement_is_not_an_incident() -> None:
+    v = healthy()
+    v[-10:, 0] *= 0.3  # latency much better: objective max, so not bad
+    v[-10:, 3] *= 3.0  # throughput much higher: objective min, so not bad
+    result = assess(spec(), window(v))
+    assert result.confidence < 0.1 and result.rung is None
+
+
+def test_min_objective_drop_counts_as_bad() -> None:
+    v = healthy()
+    v[-10:, 3] *= 0.2
+    result = assess(spec(metrics=[
+        {"name": "latency", "query": "q1", "role": "signal"},
+        {"name": "errors", "query": "q2", "role": "signal"},
+        {"name": "queue", "query": "q3", "role": "signal"},
+        {"name": "throughput", "query": "q4", "role": "slo", "objective": "min"},
+    ]), window(v))  # fmt: skip
+    assert result.rung is not None
+    assert result.evidence.anomalies[0].metric == "throughput" and result.evidence.anomalies[0].z_score < 0
+
+
+def test_one_spike_does_not_open_an_incident() -> None:
+    v = healthy()
+    v[-1, 0] *= 20  # one sample: the median of the last three ignores it
+    assert assess(spec(), window(v)).rung is None
+    v[-2, 0] *= 20  # two of three: now it is there
+    assert assess(spec(), window(v)).rung is not None
+
+
+def test_a_signal_alone_counts_only_through_its_link_to_an_slo() -> None:
+    rng = np.random.default_rng(3)
+    v = healthy(3)
+    # A queue that latency follows 2 steps later, all along the window, then the queue surges.
+    driver = np.cumsum(rng.normal(size=ROWS)) * 0.02
+    v[:, 2] = 5.0 * (1 + driver + 0.01 * rng.normal(size=ROWS))
+    v[2:, 0] = 0.1 * (1 + driver[:-2] + 0.01 * rng.normal(size=ROWS - 2))
+    v[-6:, 2] *= np.linspace(1.5, 3.0, 6)
+    linked = assess(spec(), window(v))
+    assert any(c.leader == "queue" and c.follower == "latency" for c in linked.evidence.correlations)
+    assert linked.signal_score > 0.5
+    assert linked.breach_probability > 0
+    # The same surge in a queue unrelated to the SLO metrics: no breach predicted.
+    w = healthy(4)
+    w[-6:, 2] *= np.linspace(1.5, 3.0, 6)
+    alone = assess(spec(), window(w))
+    assert alone.signal_score > 0.5
+    assert alone.breach_probability == 0.0
+    assert alone.confidence < 0.5
+
+
+def test_missing_data_is_insufficient_not_an_anomaly() -> None:
+    v = healthy()
+    v[::3, 1] = np.nan  # a third of the errors' samples missing: below minCoverage 0.8
+    with pytest.raises(InsufficientData, match=r"metric errors: 67% of .*minCoverage is 80%"):
+        assess(spec(), window(v))
+
+
+def test_stale_data_is_insufficient() -> None:
+    v = healthy()
+    v[-5:, 0] = np.nan  # present enough overall, but nothing for the last 2.5 minutes
+    with pytest.raises(InsufficientData, match="metric latency: newest sample is 150s old"):
+        assess(spec(), window(v))
+
+
+def test_too_short_a_window_says_what_to_change() -> None:
+    with pytest.raises(InsufficientData, match="lengthen window or shorten step"):
+        assess(spec(), window(healthy(rows=20)))
+
+
+def test_constant_and_nan_metrics_do_not_break_the_assessment() -> None:
+    v = healthy()
+    v[:, 1] = 0.0  # an error ratio that is exactly zero all along
+    v[10:20, 3] = np.nan
+    result = assess(spec(), window(v))
+    assert np.isfinite(result.confidence) and result.rung is None
+
+
+def test_evidence_makes_a_valid_plan_spec_and_json() -> None:
+    v = healthy()
+    v[-10:, 0] *= np.linspace(1.0, 4.0, 10)
+    result = assess(spec(), window(v))
+    assert result.rung is not None
+    plan = RemediationPlanSpec.model_validate({
+        "policyRef": {"name": "p"}, "targetRef": {"name": "checkout"}, "action": result.rung.action,
+        "severity": result.rung.severity, "confidence": result.confidence,
+        "evidence": result.evidence.to_kube(),
+    })  # fmt: skip
+    json.dumps(plan.to_kube(), allow_nan=False)
+
+
+@pytest.mark.parametrize("rows", [30, 60, 120, 720, 2880])
+def test_detector_is_scaled_to_the_window(rows: int) -> None:
+    config = detector_config(spec(), rows)
+    assert config.min_periods + config.level_window + config.min_calibration <= rows
+    assert config.trend_horizon < rows and config.trend_window <= rows
+    assert config.z_half == 4.0
