@@ -3,6 +3,13 @@
 Run it as ``python -m ajan.simulate.generator --port P [--seed S] [--day-seconds D]``; it prints
 ``listening on HOST:PORT`` on stdout once it accepts connections (``--port 0`` picks a free port).
 
+With ``--history-seconds H --history-file PATH [--scrape-interval S] [--job J]`` it starts as a
+process that has been running for H seconds (its counters count from then), and before printing
+``listening on`` it writes to PATH, as OpenMetrics, the samples Prometheus would have scraped from it
+every S seconds over those H seconds, with the ``job`` and ``instance`` labels of a scrape (see
+`ajan.simulate.history`). Backfilled with ``promtool tsdb create-blocks-from openmetrics``, they give a
+new Prometheus that history at once, and the live scrapes carry on every counter where it ends.
+
 Endpoints:
 
 * ``GET /metrics``: Prometheus text format. Per track (labels ``service="checkout"``,
@@ -36,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Final, Literal
 
@@ -46,6 +54,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.special import ndtr
+
+from ajan.simulate.history import scrape_times_ms, write_history
 
 Track = Literal["stable", "canary"]
 FaultKind = Literal["latency_creep", "error_burst", "memory_leak", "leading_indicator"]
@@ -205,13 +215,19 @@ class Simulator:
     Thread-safe: the HTTP server answers scrapes and fault requests from several threads.
     """
 
-    def __init__(self, config: GeneratorConfig, clock: Clock = time.time) -> None:
+    def __init__(
+        self, config: GeneratorConfig, clock: Clock = time.time, origin: float | None = None
+    ) -> None:
+        """Counters are zero at clock time ``origin``: by default now, like a freshly started process.
+
+        An earlier ``origin`` gives a process that has been running since then, whose past scrapes
+        `collect` can replay (``at=``) before serving live ones, for a backfilled history.
+        """
         self.config = config
         self._clock = clock
         self._lock = threading.Lock()
         self._faults: list[ActiveFault] = []
-        # Counters start at zero at construction, like a freshly started process.
-        self._last_tick = math.floor(clock() / config.tick_s)
+        self._last_tick = math.floor((clock() if origin is None else origin) / config.tick_s)
         self._totals = {track: _Totals(buckets=np.zeros(len(BUCKETS) + 1)) for track in TRACKS}
 
     def now(self) -> float:
@@ -347,9 +363,13 @@ class Simulator:
         horizon = self._last_tick * cfg.tick_s
         self._faults = [f for f in self._faults if f.ended_at > horizon - cfg.tick_s]
 
-    def collect(self) -> list[Metric]:
-        """The metric families for one scrape, counters advanced to now."""
-        now = self._clock()
+    def collect(self, at: float | None = None) -> list[Metric]:
+        """The metric families for one scrape at clock time ``at`` (default now), counters advanced to it.
+
+        Times must not go back: counters already integrated past ``at`` stay where they are, so a
+        replay of past scrapes (`ajan.simulate.history`) must come before the live ones.
+        """
+        now = self._clock() if at is None else at
         requests = CounterMetricFamily(
             "http_requests", "HTTP requests served, by status code.", labels=["service", "track", "code"]
         )
@@ -488,9 +508,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--day-seconds", type=float, default=86400.0, help="length of a simulated day")
+    parser.add_argument(
+        "--history-seconds",
+        type=float,
+        default=0.0,
+        help="start with this much past (counters run since then) and write it to --history-file",
+    )
+    parser.add_argument("--history-file", type=Path, help="where to write the history (OpenMetrics)")
+    parser.add_argument(
+        "--scrape-interval", type=float, default=1.0, help="seconds between the history's samples"
+    )
+    parser.add_argument("--job", default=SERVICE, help="the history's job label: Prometheus's job_name")
     args = parser.parse_args(argv)
+    if args.history_seconds < 0 or not math.isfinite(args.history_seconds):
+        parser.error("--history-seconds must be a finite number >= 0")
+    if args.history_seconds > 0 and args.history_file is None:
+        parser.error("--history-seconds needs --history-file")
     config = GeneratorConfig(seed=args.seed, day_seconds=args.day_seconds)
-    server = make_server(GeneratorApp(Simulator(config)), args.host, args.port)
+    times_ms: list[int] = []
+    if args.history_seconds > 0:
+        try:
+            times_ms = scrape_times_ms(time.time(), args.history_seconds, args.scrape_interval)
+        except ValueError as err:
+            parser.error(str(err))
+    # The first past scrape sees counters at zero, as a process just started would show them.
+    simulator = Simulator(config, origin=times_ms[0] / 1000 if times_ms else None)
+    server = make_server(GeneratorApp(simulator), args.host, args.port)
+    if args.history_seconds > 0:
+        # Only now is the port, hence Prometheus's instance label, known; and before "listening on",
+        # so whoever waits for that line finds the file complete.
+        instance = f"{args.host}:{server.server_port}"
+        write_history(args.history_file, simulator, times_ms, job=args.job, instance=instance)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever to return, so it must run outside the serving thread.
