@@ -1,0 +1,291 @@
+"""The operator end to end: ``ajan run`` against the real kube-apiserver and a real Prometheus.
+
+Each test has its own namespace, its own metrics generator and Prometheus (so one test's fault
+cannot leak into the next one's baseline) with history backfilled, and its own ``ajan run``.
+Waits poll the API server with deadlines counted in evaluations; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pytest
+from kubernetes import client
+
+from support.operator import OperatorProcess
+from support.prometheus import HistoryStack, StartWithHistory, wait_for
+
+GROUP: Final = "aiops.ajan.dev"
+VERSION: Final = "v1alpha1"
+INTERVAL_S: Final = 2.0
+#: Queries on the generator's canary: two SLO metrics and two signals that may lead them.
+METRICS: Final = [
+    {
+        "name": "latency-p99",
+        "role": "slo",
+        "query": "histogram_quantile(0.99, sum by (le) "
+        '(rate(http_request_duration_seconds_bucket{track="canary"}[15s])))',
+    },
+    {
+        "name": "error-ratio",
+        "role": "slo",
+        "query": 'sum(rate(http_requests_total{track="canary",code="500"}[15s])) '
+        '/ sum(rate(http_requests_total{track="canary"}[15s]))',
+    },
+    {"name": "queue-depth", "query": 'sum(queue_depth{track="canary"})'},
+    {"name": "memory", "query": 'sum(process_resident_memory_bytes{track="canary"})'},
+]
+
+
+def policy(name: str, **overrides: Any) -> dict[str, Any]:
+    """A CorrelationPolicy on the generator's canary, evaluated every two seconds."""
+    spec: dict[str, Any] = {
+        "targetRef": {"name": "checkout"},
+        "interval": f"{INTERVAL_S:g}s",
+        "window": "3m",
+        "step": "1s",
+        "metrics": METRICS,
+        "correlation": {"maxLag": "20s"},
+        "remediation": {"mode": "dry-run"},
+    }
+    spec.update(overrides)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CorrelationPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+class Cluster:
+    """The few API calls the tests make, as the admin."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "correlationpolicies", body
+        )
+        return created
+
+    def policy(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "correlationpolicies", name
+        )
+        return got
+
+    def plans(self) -> list[dict[str, Any]]:
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "remediationplans")
+        items: list[dict[str, Any]] = listed["items"]
+        return sorted(items, key=lambda p: p["metadata"]["creationTimestamp"])
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        conditions = (self.policy(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
+    def evaluations_after(self, name: str, after: str, count: int, timeout: float) -> None:
+        """Wait until the policy was evaluated ``count`` more times after ``after`` (lastEvaluationTime)."""
+        seen: set[str] = set()
+
+        def check() -> bool:
+            stamp = (self.policy(name).get("status") or {}).get("lastEvaluationTime")
+            if stamp and stamp > after:
+                seen.add(stamp)
+            return len(seen) >= count
+
+        wait_for(check, timeout=timeout, what=f"{count} evaluations of {name}", interval=0.5)
+
+
+HISTORY_S: Final = 300.0
+#: Generous: a loaded 2-core CI machine evaluates late; polls return as soon as the state is there.
+EVALUATIONS_TIMEOUT_S: Final = 180.0
+SINGLE_RUNG: Final = {
+    "mode": "dry-run",
+    "ladder": [{"minConfidence": 0.5, "severity": "warning", "action": "pause"}],
+}
+
+
+@dataclass
+class Setup:
+    cluster: Cluster
+    stack: HistoryStack
+    operator: OperatorProcess
+
+
+@pytest.fixture
+def setup(
+    admin_api: client.ApiClient,
+    namespace: str,
+    prometheus_with_history: StartWithHistory,
+    ajan_operator: Callable[..., OperatorProcess],
+) -> Setup:
+    """A generator with five minutes of healthy history, its Prometheus, and ``ajan run``."""
+    stack = prometheus_with_history(HISTORY_S)
+    return Setup(Cluster(admin_api, namespace), stack, ajan_operator(stack.url))
+
+
+def ready(cluster: Cluster, name: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        cond = cluster.condition(name, "Ready")
+        return cond if cond and cond["status"] == "True" else None
+
+    return check
+
+
+def plans_of(cluster: Cluster, count: int) -> Callable[[], list[dict[str, Any]] | None]:
+    def check() -> list[dict[str, Any]] | None:
+        plans = cluster.plans()
+        return plans if len(plans) >= count else None
+
+    return check
+
+
+def test_healthy_canary_yields_no_plan(setup: Setup) -> None:
+    cluster = setup.cluster
+    cluster.apply(policy("healthy"))
+    first = wait_for(ready(cluster, "healthy"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    cluster.evaluations_after("healthy", first["lastTransitionTime"], 15, timeout=EVALUATIONS_TIMEOUT_S)
+    assert cluster.plans() == []
+    status = cluster.policy("healthy")["status"]
+    assert status["confidence"] < 0.5
+    assert "incident" not in status
+    assert status["observedGeneration"] == cluster.policy("healthy")["metadata"]["generation"]
+
+
+def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
+    cluster, stack = setup.cluster, setup.stack
+    cluster.apply(policy("errors", remediation=SINGLE_RUNG))
+    first = wait_for(ready(cluster, "errors"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    cluster.evaluations_after("errors", first["lastTransitionTime"], 3, timeout=EVALUATIONS_TIMEOUT_S)
+    assert cluster.plans() == []
+    stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    # Bounded: the 15 s rate window fills, then the median of three samples; 30 evaluations is ample.
+    plans = wait_for(plans_of(cluster, 1), timeout=30 * INTERVAL_S + 30, what="a plan", interval=1.0)
+    stamp = cluster.policy("errors")["status"]["lastEvaluationTime"]
+    cluster.evaluations_after("errors", stamp, 10, timeout=EVALUATIONS_TIMEOUT_S)
+    plans = cluster.plans()
+    assert len(plans) == 1, [p["metadata"]["name"] for p in plans]
+    plan = plans[0]
+    spec, status = plan["spec"], plan["status"]
+    assert spec["action"] == "pause" and spec["severity"] == "warning"
+    assert spec["targetRef"] == {"kind": "Rollout", "name": "checkout"}
+    assert spec["policyRef"] == {"name": "errors"}
+    assert spec["confidence"] >= 0.5
+    top = spec["evidence"]["anomalies"][0]
+    assert top["metric"] == "error-ratio"
+    assert top["value"] > 10 * top["baseline"] and top["zScore"] > 0
+    assert status["phase"] == "Proposed"
+    owner = plan["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "CorrelationPolicy" and owner["name"] == "errors"
+    incident = cluster.policy("errors")["status"]["incident"]
+    assert incident["plan"] == plan["metadata"]["name"]
+    assert plan["metadata"]["labels"]["aiops.ajan.dev/incident"] == incident["id"]
+
+
+def test_escalation_supersedes_and_recovery_resolves(setup: Setup) -> None:
+    cluster, stack = setup.cluster, setup.stack
+    ladder = {
+        "mode": "dry-run",
+        "recoveryEvaluations": 3,
+        "ladder": [
+            {"minConfidence": 0.999, "severity": "critical", "action": "abort"},
+            {"minConfidence": 0.3, "severity": "info", "action": "annotate"},
+        ],
+    }
+    cluster.apply(policy("lifecycle", remediation=ladder))
+    wait_for(ready(cluster, "lifecycle"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    stack.post_fault(kind="latency_creep", rate=0.02, duration_s=600)
+    first = wait_for(plans_of(cluster, 1), timeout=EVALUATIONS_TIMEOUT_S, what="a first plan", interval=1.0)
+    assert first[0]["spec"]["action"] == "annotate", first[0]["spec"]
+    stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
+    both = wait_for(plans_of(cluster, 2), timeout=EVALUATIONS_TIMEOUT_S, what="an escalation", interval=1.0)
+    by_action = {p["spec"]["action"]: p for p in both}
+    assert set(by_action) == {"annotate", "abort"}
+
+    def superseded() -> bool:
+        plans = {p["spec"]["action"]: p for p in cluster.plans()}
+        return (plans["annotate"].get("status") or {}).get("phase") == "Superseded"
+
+    wait_for(superseded, timeout=EVALUATIONS_TIMEOUT_S, what="the first plan superseded")
+    annotate = {p["spec"]["action"]: p for p in cluster.plans()}["annotate"]
+    assert by_action["abort"]["metadata"]["name"] in annotate["status"]["conditions"][0]["message"]
+    incident = cluster.policy("lifecycle")["status"]["incident"]
+    assert incident["plan"] == by_action["abort"]["metadata"]["name"] and incident["action"] == "abort"
+
+    stack.clear_faults()
+
+    def resolved() -> bool:
+        plans = {p["spec"]["action"]: p for p in cluster.plans()}
+        return (plans["abort"].get("status") or {}).get("phase") == "Resolved"
+
+    wait_for(resolved, timeout=EVALUATIONS_TIMEOUT_S, what="the plan resolved after recovery", interval=1.0)
+    status = cluster.policy("lifecycle")["status"]
+    assert "incident" not in status
+    plans = {p["spec"]["action"]: p for p in cluster.plans()}
+    assert plans["annotate"]["status"]["phase"] == "Superseded"  # settled phases stay as they were
+    assert len(plans) == 2
+
+
+def test_prometheus_down_degrades_without_action_and_recovers(setup: Setup) -> None:
+    cluster, stack = setup.cluster, setup.stack
+    cluster.apply(policy("outage", remediation=SINGLE_RUNG))
+    wait_for(ready(cluster, "outage"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    stack.prometheus.stop()
+    # A fault while Prometheus is down must not become a plan: ajan cannot see it.
+    stack.post_fault(kind="error_burst", rate=0.5, duration_s=600)
+
+    def degraded() -> dict[str, Any] | None:
+        cond = cluster.condition("outage", "Degraded")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = wait_for(degraded, timeout=EVALUATIONS_TIMEOUT_S, what="Degraded=True")
+    assert cond["reason"] == "PrometheusUnavailable"
+    assert "unreachable" in cond["message"] and stack.url.removeprefix("http://") in cond["message"]
+    ready_cond = cluster.condition("outage", "Ready")
+    assert ready_cond is not None and ready_cond["status"] == "False"
+    assert ready_cond["reason"] == "PrometheusUnavailable"
+    cluster.evaluations_after("outage", cond["lastTransitionTime"], 3, timeout=EVALUATIONS_TIMEOUT_S)
+    assert cluster.plans() == []
+    stack.clear_faults()
+    stack.prometheus.start()
+    back = wait_for(ready(cluster, "outage"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True again")
+    assert back["reason"] == "Evaluated"
+    degraded_now = cluster.condition("outage", "Degraded")
+    assert degraded_now is not None and degraded_now["status"] == "False"
+
+
+def test_bad_query_degrades_with_query_failed(setup: Setup) -> None:
+    cluster = setup.cluster
+    metrics = [*METRICS, {"name": "by-track", "query": "sum by (track) (queue_depth)"}]
+    cluster.apply(policy("ambiguous", metrics=metrics))
+
+    def degraded() -> dict[str, Any] | None:
+        cond = cluster.condition("ambiguous", "Degraded")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = wait_for(degraded, timeout=EVALUATIONS_TIMEOUT_S, what="Degraded=True")
+    assert cond["reason"] == "QueryFailed"
+    assert cond["message"].startswith("metric by-track: query returned 2 series")
+    assert cluster.plans() == []
+
+
+def test_operator_restart_mid_incident_makes_no_duplicate(setup: Setup) -> None:
+    cluster, stack, operator = setup.cluster, setup.stack, setup.operator
+    cluster.apply(policy("restart", remediation=SINGLE_RUNG))
+    wait_for(ready(cluster, "restart"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plans = wait_for(plans_of(cluster, 1), timeout=EVALUATIONS_TIMEOUT_S, what="a plan", interval=1.0)
+    incident = cluster.policy("restart")["status"]["incident"]
+    operator.stop(signal.SIGKILL)  # a crash: no graceful shutdown
+    operator.start()
+    stamp = cluster.policy("restart")["status"]["lastEvaluationTime"]
+    cluster.evaluations_after("restart", stamp, 10, timeout=EVALUATIONS_TIMEOUT_S)
+    after = cluster.plans()
+    assert [p["metadata"]["name"] for p in after] == [plans[0]["metadata"]["name"]]
+    assert after[0]["status"]["phase"] == "Proposed"
+    assert cluster.policy("restart")["status"]["incident"]["id"] == incident["id"]
