@@ -1,4 +1,4 @@
-"""The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files.
+"""The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files, ``backtest`` of a policy.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr naming the
 problem), 1 an internal error (one line; set AJAN_DEBUG=1 for the traceback).
@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
@@ -50,6 +51,38 @@ def _build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--end", required=True, help="row after the last (index or timestamp)")
     rank.add_argument("--train", help="CSV of normal history with the same columns")
     rank.add_argument("--top", type=int, help="print only the K most responsible metrics")
+
+    bt = sub.add_parser(
+        "backtest",
+        help="replay a CorrelationPolicy over Prometheus history: the plans it would have proposed",
+        description=(
+            "Replay a CorrelationPolicy over Prometheus history and print the RemediationPlans it would "
+            "have proposed, when, and why, with a summary. Tune a policy (ladder, sensitivity, window) "
+            "with it before enabling it: nothing is written to the cluster."
+        ),
+    )
+    bt.add_argument("--policy", required=True, metavar="FILE", help="YAML file with one CorrelationPolicy")
+    bt.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=os.environ.get("AJAN_PROMETHEUS_URL"),
+        help="Prometheus base URL (default: $AJAN_PROMETHEUS_URL, else the policy's spec.prometheus.url)",
+    )
+    bt.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="TIME",
+        help="first evaluation: RFC 3339 (2026-11-23T10:00:00Z), epoch seconds, 'now', or -2h/-30m/-7d",
+    )
+    bt.add_argument("--to", dest="end", default="now", metavar="TIME", help="last evaluation (default: now)")
+    # Not "--output FILE" as for detect/rank: a format, so dest must not be "output" (see main()).
+    bt.add_argument(
+        "--output", dest="format", choices=["table", "json"], default="table", help="table (default) or json"
+    )
+    bt.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
+    )
     return parser
 
 
@@ -95,9 +128,9 @@ def _detect(args: argparse.Namespace, out: TextIO) -> None:
     table, baseline = _load(args)
     result = detect(table.values, baseline)
     writer = csv.writer(out, lineterminator="\n")
-    keys: Sequence[str] = table.timestamps if table.timestamps is not None else [
-        str(i) for i in range(table.values.shape[0])
-    ]
+    keys: Sequence[str] = (
+        table.timestamps if table.timestamps is not None else [str(i) for i in range(table.values.shape[0])]
+    )
     writer.writerow(["timestamp" if table.timestamps is not None else "row", "score", "alert"])
     for key, score, alert in zip(keys, result.score, result.alert, strict=True):
         writer.writerow([key, f"{score:.6f}", int(alert)])
@@ -122,10 +155,32 @@ def _rank(args: argparse.Namespace, out: TextIO) -> None:
     out.write("\n")
 
 
+_RELATIVE_TIME = re.compile(r"^-\d[0-9a-z]*$")
+
+
+def _attach_relative_times(argv: Sequence[str]) -> list[str]:
+    """``--from -2h`` as ``--from=-2h``: argparse would take ``-2h`` for an option and refuse it."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in ("--from", "--to") and _RELATIVE_TIME.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _backtest(args: argparse.Namespace, out: TextIO) -> None:
+    from ajan.backtest import render_json, render_table, run
+
+    result = run(args.policy, args.prometheus, args.start, args.end, timeout_s=args.timeout)
+    out.write(render_json(result) if args.format == "json" else render_table(result))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ajan`` console script; returns the exit code."""
-    args = _build_parser().parse_args(argv)
-    command = {"detect": _detect, "rank": _rank}[args.command]
+    argv = sys.argv[1:] if argv is None else argv
+    args = _build_parser().parse_args(_attach_relative_times(argv))
+    command = {"detect": _detect, "rank": _rank, "backtest": _backtest}[args.command]
     from ajan.analysis.detector import InsufficientDataError
 
     try:

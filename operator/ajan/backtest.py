@@ -1,0 +1,700 @@
+"""``ajan backtest``: replay a CorrelationPolicy over Prometheus history, to tune it before enabling it.
+
+The history is fetched once (every metric over ``[from - window, to]`` at the policy's step, in
+requests of at most :data:`~ajan.clients.prometheus.MAX_POINTS` points), then replayed: every
+``interval`` from ``from`` to ``to`` the window ending then is cut out of it, assessed with
+:func:`~ajan.services.assessment.assess` and decided on with :func:`~ajan.services.incident.decide`,
+the very functions the operator calls. So a backtest shows what the operator would have done, with
+the same grid alignment (:func:`~ajan.services.window.window_bounds`) and the same fail-safe: an
+evaluation without enough data changes no incident and proposes no plan.
+
+Layers: :func:`load_policy` and :func:`parse_time` read the user's input; :func:`fetch_history` is the
+only I/O; :func:`replay` is pure and returns a :class:`BacktestResult` of dataclasses;
+:func:`render_table` and :func:`render_json` turn it into text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from ajan.clients.prometheus import (
+    MAX_POINTS,
+    InsufficientData,
+    MetricSource,
+    MetricSourceError,
+    PrometheusUnavailable,
+    QueryFailed,
+)
+from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, parse_duration
+from ajan.services.assessment import Assessment, MetricWindow, assess
+from ajan.services.incident import Decision, Outcome, decide
+from ajan.services.window import window_bounds
+from ajan.table import InputError
+
+#: Requests in flight at once: a long backtest must not flood the user's Prometheus.
+CONCURRENT_QUERIES: Final = 4
+#: Anomalous metrics and predicted impacts shown per plan.
+TOP_METRICS: Final = 3
+TOP_IMPACTS: Final = 3
+#: Gaps listed in the table (all of them are in the JSON).
+TABLE_GAPS: Final = 10
+#: Which error of several failed queries a person should see first (lower first).
+_PRECEDENCE: Final = ((PrometheusUnavailable, 0), (QueryFailed, 1))
+_RELATIVE: Final = re.compile(r"^-(?:(\d+)d)?((?:\d+(?:ms|s|m|h))*)$")
+
+
+class BacktestError(InputError):
+    """Bad input to a backtest (policy file, times, Prometheus), reported as one line."""
+
+    def __init__(self, message: str) -> None:
+        # One line whatever the source said (YAML marks, Prometheus error bodies span lines).
+        super().__init__(" ".join(message.split()))
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    """``('spec', 'metrics', 1, 'query')`` as ``spec.metrics[1].query``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first validation error as one line naming the field, and how many more there are."""
+    first = err.errors()[0]
+    where = _location(first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = err.error_count() - 1
+    return (f"{where}: {message}" if where else message) + (f" (and {more} more)" if more else "")
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"{err.problem or err.context} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(err)
+
+
+def load_policy(path: str | Path) -> CorrelationPolicy:
+    """The one CorrelationPolicy in a YAML file (a single object or a multi-document file).
+
+    Raises
+    ------
+    BacktestError
+        When the file is not YAML, holds no CorrelationPolicy or several, or the policy is invalid
+        (the message names the field, e.g. ``spec.metrics[1].query: ...``).
+    OSError
+        When the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise BacktestError(f"{path}: not UTF-8 text: {err.reason}") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as err:
+        raise BacktestError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+    policies = [d for d in documents if isinstance(d, dict) and d.get("kind") == "CorrelationPolicy"]
+    if not policies:
+        kinds = sorted({str(d.get("kind")) for d in documents if isinstance(d, dict)})
+        found = f"found kinds: {', '.join(kinds)}" if kinds else "found no Kubernetes object"
+        raise BacktestError(f"{path}: no object of kind CorrelationPolicy ({found})")
+    if len(policies) > 1:
+        names = ", ".join(str((p.get("metadata") or {}).get("name", "?")) for p in policies)
+        raise BacktestError(
+            f"{path}: {len(policies)} CorrelationPolicy objects ({names}); a backtest replays one, "
+            "put it in a file of its own"
+        )
+    try:
+        return CorrelationPolicy.model_validate(policies[0])
+    except ValidationError as err:
+        raise BacktestError(f"{path}: {validation_message(err)}") from None
+
+
+def _relative_seconds(text: str) -> float | None:
+    """``-2h``, ``-30m``, ``-1d12h``: seconds before now, or None if ``text`` is not relative."""
+    match = _RELATIVE.match(text)
+    if match is None or not (match.group(1) or match.group(2)):
+        return None
+    days = int(match.group(1) or 0)
+    rest = parse_duration(match.group(2)).total_seconds() if match.group(2) else 0.0
+    return days * 86400.0 + rest
+
+
+def parse_time(text: str, now: float, flag: str = "time") -> float:
+    """Epoch seconds of ``now``, RFC 3339 (``2026-11-23T10:00:00Z``), epoch seconds, or ``-2h``/``-30m``.
+
+    Relative times count back from ``now``; RFC 3339 needs its offset (``Z`` or ``+01:00``).
+    """
+    s = text.strip()
+    if s == "now":
+        return now
+    relative = _relative_seconds(s)
+    if relative is not None:
+        return now - relative
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise BacktestError(f"{flag} {text!r}: epoch seconds must be a finite, positive number")
+        return value
+    try:
+        moment = datetime.fromisoformat(s.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise BacktestError(
+            f"{flag} {text!r} is not a time: use RFC 3339 (2026-11-23T10:00:00Z), epoch seconds, "
+            "'now', or a time before now such as -2h or -30m"
+        ) from None
+    if moment.tzinfo is None:
+        raise BacktestError(f"{flag} {text!r} has no time zone: add Z (UTC) or an offset such as +01:00")
+    return moment.timestamp()
+
+
+def parse_range(start: str, end: str, now: float) -> tuple[float, float]:
+    """``(from, to)`` in epoch seconds; ``from`` must not come after ``to``, nor ``to`` after now."""
+    t0 = parse_time(start, now, "--from")
+    t1 = parse_time(end, now, "--to")
+    if t0 > t1:
+        raise BacktestError(f"--from ({start}, {_iso(t0)}) comes after --to ({end}, {_iso(t1)})")
+    if t1 > now:
+        raise BacktestError(f"--to ({end}, {_iso(t1)}) is in the future; history ends now ({_iso(now)})")
+    return t0, t1
+
+
+# --- the history ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The history's time grid: ``count`` points ``start + k * step``."""
+
+    start: float
+    step: float
+    count: int
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Epoch seconds of the points."""
+        return self.start + np.arange(self.count, dtype=np.float64) * self.step
+
+
+def _points(start: float, end: float, step: float) -> int:
+    """Points of the grid ``start + k * step <= end`` (as the Prometheus client counts them)."""
+    return math.floor((end - start) / step + 1e-9) + 1
+
+
+def history_grid(spec: CorrelationPolicySpec, start: float, end: float) -> Grid:
+    """The grid holding the windows of every evaluation from ``start`` to ``end``.
+
+    It starts where the window of the first evaluation starts, so every evaluation's window (aligned
+    as the operator aligns it) is a run of its rows.
+    """
+    first, _, step = window_bounds(spec, start)
+    _, last, _ = window_bounds(spec, end)
+    return Grid(first, step, _points(first, last, step))
+
+
+def chunks(grid: Grid, max_points: int = MAX_POINTS) -> list[tuple[int, float, float]]:
+    """``(offset, start, end)`` of requests of at most ``max_points`` points that cover the grid."""
+    return [
+        (
+            offset,
+            grid.start + offset * grid.step,
+            grid.start + (min(offset + max_points, grid.count) - 1) * grid.step,
+        )
+        for offset in range(0, grid.count, max_points)
+    ]
+
+
+def _rank(error: MetricSourceError) -> int:
+    return next((rank for kind, rank in _PRECEDENCE if isinstance(error, kind)), len(_PRECEDENCE))
+
+
+async def _fetch_metric(
+    source: MetricSource, query: str, grid: Grid, slots: asyncio.Semaphore, max_points: int
+) -> np.ndarray:
+    """One metric over the grid; a chunk without data is a gap (NaN), not an error."""
+    values = np.full(grid.count, np.nan)
+    for offset, start, end in chunks(grid, max_points):
+        try:
+            async with slots:
+                result = await source.query_range(query, start, end, grid.step)
+        except InsufficientData:
+            continue  # no series or no finite point in this slice: the evaluations there will say so
+        n = min(result.values.size, grid.count - offset)
+        values[offset : offset + n] = result.values[:n]
+    return values
+
+
+async def fetch_history(
+    source: MetricSource,
+    spec: CorrelationPolicySpec,
+    grid: Grid,
+    *,
+    max_points: int = MAX_POINTS,
+    concurrency: int = CONCURRENT_QUERIES,
+) -> MetricWindow:
+    """Every metric of the policy over ``grid``, one column each, NaN where there is no sample.
+
+    Raises
+    ------
+    MetricSourceError
+        A query failed outright (Prometheus unreachable, PromQL refused, several series); the message
+        names the metric. Missing data is not an error: it is kept as NaN.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    results = await asyncio.gather(
+        *(_fetch_metric(source, m.query, grid, slots, max_points) for m in spec.metrics),
+        return_exceptions=True,
+    )
+    errors: list[tuple[str, MetricSourceError]] = []
+    for metric, result in zip(spec.metrics, results, strict=True):
+        if isinstance(result, MetricSourceError):
+            errors.append((metric.name, result))
+        elif isinstance(result, BaseException):
+            raise result
+    if errors:
+        name, error = min(errors, key=lambda item: _rank(item[1]))
+        error.message = f"metric {name}: {error.message}"
+        error.args = (error.message,)
+        raise error
+    columns = [r for r in results if isinstance(r, np.ndarray)]
+    values = np.column_stack(columns) if columns else np.zeros((grid.count, 0))
+    return MetricWindow(tuple(m.name for m in spec.metrics), grid.timestamps, values, grid.step)
+
+
+# --- the replay -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricZ:
+    """An anomalous metric of a plan's evidence and its calibrated z-score now."""
+
+    metric: str
+    z: float
+
+
+@dataclass(frozen=True)
+class Impact:
+    """A predicted impact on an SLO metric: expected z, breach probability, lead time."""
+
+    metric: str
+    expected_z: float
+    breach_probability: float
+    lag_seconds: float
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    """A plan the operator would have proposed: on opening an incident, or on escalating it."""
+
+    time: datetime
+    outcome: str  # "open" or "escalate"
+    plan: str
+    incident: str
+    action: str
+    severity: str
+    confidence: float
+    supersedes: str | None
+    top_metrics: tuple[MetricZ, ...]
+    predicted_impact: tuple[Impact, ...]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An incident ended after ``recoveryEvaluations`` healthy evaluations; ``plan`` was its last."""
+
+    time: datetime
+    plan: str
+    incident: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class DataGap:
+    """Consecutive evaluations without enough data (no action taken), with the first one's message."""
+
+    start: datetime
+    end: datetime
+    evaluations: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts over the whole replay."""
+
+    evaluations: int
+    assessed: int
+    insufficient_data: dict[str, int]
+    incidents: int
+    open_at_end: bool
+    plans: int
+    plans_by_action: dict[str, int]
+    time_in_incidents_s: float
+    max_confidence: float | None
+    max_confidence_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a policy would have done over ``[start, end]``: its plans, resolutions, gaps and summary."""
+
+    policy: str
+    namespace: str | None
+    start: datetime
+    end: datetime
+    interval_s: float
+    window_s: float
+    step_s: float
+    plans: tuple[PlanEvent, ...]
+    resolutions: tuple[Resolution, ...]
+    gaps: tuple[DataGap, ...]
+    summary: Summary
+    metrics_without_data: tuple[str, ...] = field(default=())
+
+
+def evaluation_times(start: float, end: float, interval: float) -> list[float]:
+    """``start, start + interval, ...`` up to ``end`` included."""
+    return [start + k * interval for k in range(_points(start, end, interval))]
+
+
+def _stamp(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def window_at(spec: CorrelationPolicySpec, history: MetricWindow, at: float) -> MetricWindow:
+    """The rows the operator would have fetched at ``at`` (see `window_bounds`)."""
+    first, last, step = window_bounds(spec, at)
+    offset = round((first - float(history.timestamps[0])) / step) if history.timestamps.size else 0
+    if offset < 0:
+        raise ValueError(f"the history starts after the window of {_iso(at)}")
+    rows = _points(first, last, step)
+    return history.tail(offset + rows, rows)
+
+
+def _plan_event(at: datetime, decision: Decision, severity: str, assessment: Assessment) -> PlanEvent:
+    """The plan of an opening or escalating decision, with the evidence a person judges it by."""
+    incident = decision.incident
+    assert incident is not None
+    evidence = assessment.evidence
+    return PlanEvent(
+        time=at,
+        outcome=decision.outcome.value,
+        plan=incident.plan,
+        incident=incident.id,
+        action=incident.action.value,
+        severity=severity,
+        confidence=assessment.confidence,
+        supersedes=decision.previous_plan,
+        top_metrics=tuple(MetricZ(a.metric, a.z_score) for a in evidence.anomalies[:TOP_METRICS]),
+        predicted_impact=tuple(
+            Impact(p.metric, p.expected_z, p.breach_probability, p.lag_seconds)
+            for p in sorted(evidence.predicted_impact, key=lambda p: -p.breach_probability)[:TOP_IMPACTS]
+        ),
+    )
+
+
+def replay(policy: CorrelationPolicy, history: MetricWindow, start: float, end: float) -> BacktestResult:
+    """Evaluate the policy every ``interval`` from ``start`` to ``end`` over ``history``.
+
+    Pure. ``history`` must cover the window of every evaluation (see `history_grid`). Each evaluation
+    does what the operator's does: an `InsufficientData` assessment changes nothing and is counted;
+    otherwise `decide` moves the in-memory incident on, and an opening or escalation is a plan.
+    """
+    spec = policy.spec
+    name = str(policy.metadata.get("name") or "backtest")
+    namespace = policy.metadata.get("namespace")
+    interval = parse_duration(spec.interval).total_seconds()
+    ladder = spec.remediation.ladder
+    severities = {step.action: step.severity.value for step in ladder}
+
+    incident: Incident | None = None
+    plans: list[PlanEvent] = []
+    resolutions: list[Resolution] = []
+    gaps: list[DataGap] = []
+    insufficient: dict[str, int] = {}
+    incident_seconds = 0.0
+    incidents = assessed = 0
+    max_conf: tuple[float, datetime] | None = None
+    times = evaluation_times(start, end, interval)
+    for t in times:
+        at = _stamp(t)
+        try:
+            assessment = assess(spec, window_at(spec, history, t))
+        except InsufficientData as err:
+            insufficient[err.reason] = insufficient.get(err.reason, 0) + 1
+            last = gaps[-1] if gaps else None
+            if last is not None and last.reason == err.reason and _follows(last.end, at, interval):
+                gaps[-1] = DataGap(last.start, at, last.evaluations + 1, last.reason, last.message)
+            else:
+                gaps.append(DataGap(at, at, 1, err.reason, err.message))
+            continue
+        assessed += 1
+        confidence = assessment.confidence
+        if max_conf is None or confidence > max_conf[0]:
+            max_conf = (confidence, at)
+        decision = decide(name, incident, confidence, ladder, spec.remediation.recovery_evaluations, at)
+        if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
+            assert decision.incident is not None
+            incidents += decision.outcome is Outcome.OPEN
+            severity = severities.get(decision.incident.action, "warning")
+            plans.append(_plan_event(at, decision, severity, assessment))
+        elif decision.outcome is Outcome.RESOLVE:
+            assert incident is not None
+            resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
+            incident_seconds += t - incident.opened_at.timestamp()
+        incident = decision.incident
+    if incident is not None:
+        # Still open when the replay ends: it counts until the end of the range.
+        incident_seconds += end - incident.opened_at.timestamp()
+
+    by_action: dict[str, int] = {}
+    for plan in plans:
+        by_action[plan.action] = by_action.get(plan.action, 0) + 1
+    empty = tuple(
+        n for n, column in zip(history.names, history.values.T, strict=True) if not np.isfinite(column).any()
+    )
+    return BacktestResult(
+        policy=name,
+        namespace=str(namespace) if namespace else None,
+        start=_stamp(start),
+        end=_stamp(end),
+        interval_s=interval,
+        window_s=parse_duration(spec.window).total_seconds(),
+        step_s=parse_duration(spec.step).total_seconds(),
+        plans=tuple(plans),
+        resolutions=tuple(resolutions),
+        gaps=tuple(gaps),
+        summary=Summary(
+            evaluations=len(times),
+            assessed=assessed,
+            insufficient_data=insufficient,
+            incidents=incidents,
+            open_at_end=incident is not None,
+            plans=len(plans),
+            plans_by_action=by_action,
+            time_in_incidents_s=incident_seconds,
+            max_confidence=max_conf[0] if max_conf else None,
+            max_confidence_at=max_conf[1] if max_conf else None,
+        ),
+        metrics_without_data=empty,
+    )
+
+
+def _follows(previous: datetime, at: datetime, interval: float) -> bool:
+    return abs(at.timestamp() - previous.timestamp() - interval) < 1e-6 * max(interval, 1.0)
+
+
+async def backtest(
+    source: MetricSource, policy: CorrelationPolicy, start: float, end: float
+) -> BacktestResult:
+    """Fetch the history the replay needs from ``source`` once, then `replay` it.
+
+    Raises
+    ------
+    MetricSourceError
+        A query failed for the whole range (see `fetch_history`).
+    """
+    grid = history_grid(policy.spec, start, end)
+    history = await fetch_history(source, policy.spec, grid)
+    return replay(policy, history, start, end)
+
+
+def run(
+    policy_path: str,
+    prometheus_url: str | None,
+    start: str,
+    end: str,
+    *,
+    timeout_s: float,
+    now: float | None = None,
+) -> BacktestResult:
+    """The whole command: read the policy and the range, query Prometheus, replay.
+
+    Raises
+    ------
+    BacktestError
+        For any bad input, and when Prometheus cannot answer (unreachable, query refused).
+    """
+    import httpx
+
+    from ajan.clients.prometheus import PrometheusSource
+
+    now = time.time() if now is None else now
+    policy = load_policy(policy_path)
+    t0, t1 = parse_range(start, end, now)
+    url = prometheus_url or (policy.spec.prometheus.url if policy.spec.prometheus else None)
+    if not url:
+        raise BacktestError(
+            "no Prometheus to query: pass --prometheus URL, set AJAN_PROMETHEUS_URL, "
+            "or set spec.prometheus.url in the policy"
+        )
+    if not re.match(r"^https?://", url):
+        raise BacktestError(f"--prometheus {url!r}: expected an http:// or https:// URL")
+    if timeout_s <= 0:
+        raise BacktestError(f"--timeout must be positive, got {timeout_s:g}")
+
+    async def go() -> BacktestResult:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENT_QUERIES + 1)) as http:
+            return await backtest(PrometheusSource(http, url, timeout_s=timeout_s), policy, t0, t1)
+
+    try:
+        return asyncio.run(go())
+    except MetricSourceError as err:
+        raise BacktestError(f"{err.reason}: {err.message}") from None
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _iso(at: datetime | float) -> str:
+    moment = at if isinstance(at, datetime) else _stamp(at)
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return text.replace(".000Z", "Z")
+
+
+def human_duration(seconds: float) -> str:
+    """``1h2m3s``-style text of a duration (``0s`` for none)."""
+    total = round(seconds)
+    if total <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def to_dict(result: BacktestResult) -> dict[str, Any]:
+    """The result as plain JSON data: the dataclasses' field names as keys, times in RFC 3339."""
+    data: dict[str, Any] = _jsonable(asdict(result))
+    return data
+
+
+def render_json(result: BacktestResult) -> str:
+    """``--output json``: the same as the table, machine-readable, with stable keys."""
+    return json.dumps(to_dict(result), indent=2) + "\n"
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _plan_rows(result: BacktestResult) -> list[list[str]]:
+    events: list[tuple[datetime, int, list[str]]] = []
+    for p in result.plans:
+        top = ", ".join(f"{m.metric} z={m.z:.1f}" for m in p.top_metrics) or "-"
+        impact = (
+            ", ".join(
+                f"{i.metric} z={i.expected_z:.1f} p={i.breach_probability:.2f} "
+                f"in {human_duration(i.lag_seconds)}"
+                for i in p.predicted_impact
+            )
+            or "-"
+        )
+        row = [_iso(p.time), p.outcome, p.plan, p.action, p.severity, f"{p.confidence:.2f}", top, impact]
+        events.append((p.time, 0, row))
+    for r in result.resolutions:
+        row = [
+            _iso(r.time),
+            "resolve",
+            r.plan,
+            "-",
+            "-",
+            "-",
+            f"after {human_duration((r.time - r.opened_at).total_seconds())}",
+            "-",
+        ]
+        events.append((r.time, 1, row))
+    return [row for _, _, row in sorted(events, key=lambda e: (e[0], e[1]))]
+
+
+def render_table(result: BacktestResult) -> str:
+    """The human report: plans (and resolutions) in time order, gaps, then the summary."""
+    s = result.summary
+    name = f"{result.namespace}/{result.policy}" if result.namespace else result.policy
+    lines = [
+        f"Backtest of CorrelationPolicy {name} from {_iso(result.start)} to {_iso(result.end)}: "
+        f"every {human_duration(result.interval_s)}, window {human_duration(result.window_s)}, "
+        f"step {human_duration(result.step_s)}",
+        "",
+        "PLANS",
+    ]
+    rows = _plan_rows(result)
+    if rows:
+        header = [
+            "TIME",
+            "OUTCOME",
+            "PLAN",
+            "ACTION",
+            "SEVERITY",
+            "CONF",
+            "TOP METRICS (z)",
+            "PREDICTED IMPACT",
+        ]
+        lines += _columns([header, *rows])
+    else:
+        lines.append("none: the policy would not have proposed any plan")
+    if result.gaps:
+        lines += ["", "NO ACTION FOR LACK OF DATA"]
+        shown = [
+            [_iso(g.start), _iso(g.end), str(g.evaluations), g.reason, g.message]
+            for g in result.gaps[:TABLE_GAPS]
+        ]
+        lines += _columns([["FROM", "TO", "EVALUATIONS", "REASON", "FIRST MESSAGE"], *shown])
+        if len(result.gaps) > TABLE_GAPS:
+            lines.append(f"... and {len(result.gaps) - TABLE_GAPS} more (see --output json)")
+    if result.metrics_without_data:
+        lines += ["", f"warning: no data at all for metric(s) {', '.join(result.metrics_without_data)}"]
+    insufficient = sum(s.insufficient_data.values())
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.insufficient_data.items()))
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(s.plans_by_action.items()))
+    peak = f"{s.max_confidence:.2f} at {_iso(s.max_confidence_at)}" if s.max_confidence_at else "-"
+    summary = [
+        ["evaluations", str(s.evaluations)],
+        ["  assessed", str(s.assessed)],
+        ["  without enough data", str(insufficient) + (f" ({reasons})" if reasons else "")],
+        ["incidents", str(s.incidents) + (" (one still open at the end)" if s.open_at_end else "")],
+        ["plans", str(s.plans) + (f" ({actions})" if actions else "")],
+        ["time in incidents", human_duration(s.time_in_incidents_s)],
+        ["max confidence", peak],
+    ]
+    lines += ["", "SUMMARY", *_columns(summary)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,541 @@
+"""``ajan backtest``: the replay on synthetic history, the command's error contract, and one live run.
+
+The replay tests feed `SeriesSource`, a second implementation of the `MetricSource` protocol over numpy
+series (not a mock of a Prometheus server: it answers range queries from arrays, with the protocol's
+grid, its ``InsufficientData`` rule and Prometheus's point limit), so faults can be planted at known
+times. The command-line tests run ``python -m ajan backtest`` as a subprocess; the last test runs it
+against the session's real Prometheus scraping the metrics generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import pytest
+import yaml
+
+from ajan.backtest import (
+    BacktestError,
+    BacktestResult,
+    Grid,
+    chunks,
+    fetch_history,
+    history_grid,
+    load_policy,
+    parse_range,
+    parse_time,
+    render_json,
+    render_table,
+    replay,
+    window_at,
+)
+from ajan.clients.prometheus import (
+    MAX_POINTS,
+    InsufficientData,
+    MetricSource,
+    PrometheusUnavailable,
+    QueryFailed,
+    RangeResult,
+)
+from ajan.models import CorrelationPolicy
+from ajan.services.window import fetch_window, window_bounds
+from support.prometheus import PrometheusServer, free_port, wait_for
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+FloatArray = npt.NDArray[np.float64]
+
+T0: Final = 1_800_000_000.0  # a multiple of every step used here: grid and data start together
+STEP: Final = 15.0
+INTERVAL: Final = 60.0
+HOURS: Final = 4
+ROWS: Final = int(HOURS * 3600 / STEP)
+FAULT: Final = T0 + 2.5 * 3600  # faults start here, well after the first full window
+REPLAY_FROM: Final = T0 + 1800.0  # the first evaluation with a full 30 min window
+REPLAY_TO: Final = T0 + (ROWS - 1) * STEP
+
+
+# --- a second MetricSource ------------------------------------------------------------------------
+
+
+class SeriesSource:
+    """`MetricSource` over in-memory series: ``query`` names a series sampled every ``step`` from ``start``.
+
+    The protocol's second implementation (beside `PrometheusSource`), so the replay is tested on
+    histories with faults at known times. Like Prometheus it refuses more than ``max_points`` points
+    per request, and raises `InsufficientData` when fewer than ``min_points`` finite points remain.
+    """
+
+    def __init__(
+        self,
+        series: dict[str, FloatArray],
+        start: float = T0,
+        step: float = STEP,
+        max_points: int = MAX_POINTS,
+    ) -> None:
+        self.series = series
+        self.start = start
+        self.step = step
+        self.max_points = max_points
+        self.calls: list[tuple[str, float, float, float]] = []
+
+    async def query_range(
+        self, query: str, start: float, end: float, step: float, *, min_points: int = 1
+    ) -> RangeResult:
+        self.calls.append((query, start, end, step))
+        n = math.floor((end - start) / step + 1e-9) + 1
+        if n > self.max_points:
+            raise ValueError(f"{n} points exceed the limit of {self.max_points}")
+        grid = start + np.arange(n) * step
+        source = self.series[query]
+        index = np.round((grid - self.start) / self.step).astype(int)
+        inside = (index >= 0) & (index < source.size)
+        values = np.full(n, np.nan)
+        values[inside] = source[index[inside]]
+        if np.count_nonzero(np.isfinite(values)) < min_points:
+            raise InsufficientData(f"query returned no finite point: {query}", query=query)
+        return RangeResult(grid, values)
+
+    async def is_online(self) -> bool:
+        return True
+
+
+class FailingSource(SeriesSource):
+    """Answers one query with an error, the others from the series."""
+
+    def __init__(self, series: dict[str, FloatArray], failing: str, error: Exception) -> None:
+        super().__init__(series)
+        self.failing = failing
+        self.error = error
+
+    async def query_range(
+        self, query: str, start: float, end: float, step: float, *, min_points: int = 1
+    ) -> RangeResult:
+        if query == self.failing:
+            raise self.error
+        return await super().query_range(query, start, end, step, min_points=min_points)
+
+
+def _policy_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "aiops.ajan.dev/v1alpha1",
+        "kind": "CorrelationPolicy",
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {
+            "targetRef": {"kind": "Rollout", "name": "checkout"},
+            "interval": "1m",
+            "window": "30m",
+            "step": "15s",
+            "metrics": [
+                {"name": "latency", "query": "latency", "role": "slo", "objective": "max"},
+                {"name": "errors", "query": "errors", "role": "slo", "objective": "max"},
+                {"name": "cpu", "query": "cpu", "role": "signal", "objective": "max"},
+            ],
+            **spec,
+        },
+    }
+
+
+POLICY: Final = CorrelationPolicy.model_validate(_policy_doc())
+
+
+def _healthy(seed: int = 0) -> dict[str, FloatArray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "latency": 0.2 + 0.01 * rng.standard_normal(ROWS),
+        "errors": 0.01 + 0.001 * rng.standard_normal(ROWS),
+        "cpu": 1.0 + 0.05 * rng.standard_normal(ROWS),
+    }
+
+
+def _rows(t0: float, t1: float) -> slice:
+    return slice(round((t0 - T0) / STEP), round((t1 - T0) / STEP))
+
+
+def _backtest(series: dict[str, FloatArray], policy: CorrelationPolicy = POLICY) -> BacktestResult:
+    grid = history_grid(policy.spec, REPLAY_FROM, REPLAY_TO)
+    history = asyncio.run(fetch_history(SeriesSource(series), policy.spec, grid))
+    return replay(policy, history, REPLAY_FROM, REPLAY_TO)
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+# --- the replay -----------------------------------------------------------------------------------
+
+
+def test_series_source_is_a_metric_source() -> None:
+    assert isinstance(SeriesSource({}), MetricSource)
+
+
+def test_healthy_history_proposes_no_plan() -> None:
+    result = _backtest(_healthy())
+    s = result.summary
+    assert result.plans == () and result.resolutions == ()
+    assert s.evaluations == math.floor((REPLAY_TO - REPLAY_FROM) / INTERVAL) + 1
+    assert s.assessed == s.evaluations and s.insufficient_data == {}
+    assert s.incidents == 0 and s.time_in_incidents_s == 0 and not s.open_at_end
+    assert s.max_confidence is not None and s.max_confidence < 0.5  # below the lowest rung
+
+
+@pytest.mark.parametrize(
+    ("fault", "within"),
+    [
+        # A step: latency 2.5 times higher for 30 minutes.
+        (lambda x: x * 2.5, 3),
+        # A creep: latency climbing 16 ms a minute for 30 minutes.
+        (lambda x: x + 0.004 * np.arange(x.size), 8),
+    ],
+    ids=["step", "creep"],
+)
+def test_fault_opens_exactly_one_plan_soon_after_it_starts(
+    fault: Callable[[FloatArray], FloatArray], within: int
+) -> None:
+    series = _healthy(1)
+    rows = _rows(FAULT, FAULT + 1800)
+    series["latency"][rows] = fault(series["latency"][rows])
+    result = _backtest(series)
+    opened = [p for p in result.plans if p.outcome == "open"]
+    assert len(opened) == 1, result.plans
+    plan = opened[0]
+    assert _at(FAULT) < plan.time <= _at(FAULT + within * INTERVAL)
+    assert plan.plan.startswith("checkout-") and plan.plan.endswith(f"-{plan.action}")
+    assert plan.confidence >= 0.5
+    assert plan.top_metrics and plan.top_metrics[0].metric == "latency" and plan.top_metrics[0].z > 0
+    assert result.summary.incidents == 1
+    assert result.summary.plans_by_action == {p.action: 1 for p in result.plans}
+
+
+def test_escalating_fault_opens_then_escalates() -> None:
+    series = _healthy(2)
+    mild, severe = _rows(FAULT, FAULT + 240), _rows(FAULT + 240, FAULT + 900)
+    series["latency"][mild] += 0.05  # about 5 sigma: the lower rungs
+    series["latency"][severe] *= 3.0
+    result = _backtest(series)
+    assert [p.outcome for p in result.plans[:2]] == ["open", "escalate"], result.plans
+    first, second = result.plans[:2]
+    assert first.incident == second.incident and second.supersedes == first.plan
+    ranks = {"annotate": 1, "pause": 2, "abort": 3, "rollback": 3}
+    assert ranks[second.action] > ranks[first.action]
+    assert second.confidence > first.confidence
+    assert result.summary.incidents == 1
+
+
+def test_recovery_resolves_the_incident() -> None:
+    series = _healthy(3)
+    series["latency"][_rows(FAULT, FAULT + 300)] *= 2.5
+    result = _backtest(series)
+    assert len(result.plans) >= 1 and len(result.resolutions) == 1
+    resolved = result.resolutions[0]
+    assert resolved.plan == result.plans[-1].plan and resolved.incident == result.plans[0].incident
+    # recoveryEvaluations (3) healthy evaluations after the fault ended, at the latest shortly after.
+    assert _at(FAULT) < resolved.time <= _at(FAULT + 300 + 6 * INTERVAL)
+    s = result.summary
+    assert not s.open_at_end
+    assert s.time_in_incidents_s == pytest.approx((resolved.time - resolved.opened_at).total_seconds())
+
+
+def test_incident_open_at_the_end_counts_until_the_end() -> None:
+    series = _healthy(3)
+    fault = REPLAY_TO - 600
+    series["latency"][_rows(fault, REPLAY_TO + STEP)] *= 2.5
+    result = _backtest(series)
+    assert result.summary.open_at_end and result.resolutions == ()
+    assert result.summary.time_in_incidents_s == pytest.approx(REPLAY_TO - result.plans[0].time.timestamp())
+
+
+def test_gap_counts_insufficient_data_and_takes_no_action() -> None:
+    series = _healthy(4)
+    gap = (FAULT, FAULT + 3600)
+    series["cpu"][_rows(*gap)] = np.nan
+    # A fault only while cpu is missing: the operator would act on none of those evaluations.
+    series["latency"][_rows(gap[0] + 600, gap[1] - 600)] *= 3.0
+    result = _backtest(series)
+    s = result.summary
+    assert result.plans == ()
+    missing = s.insufficient_data.get("InsufficientData", 0)
+    # At least every evaluation inside the gap, and those after it whose window is still too sparse.
+    assert missing >= (gap[1] - gap[0]) / INTERVAL - 5
+    assert s.assessed + missing == s.evaluations
+    assert len(result.gaps) == 1
+    g = result.gaps[0]
+    assert g.evaluations == missing and "cpu" in g.message
+    assert _at(gap[0]) <= g.start <= _at(gap[0] + 5 * INTERVAL)
+    assert g.end >= _at(gap[1] - INTERVAL)
+
+
+def test_a_metric_without_any_data_is_named() -> None:
+    series = _healthy(5)
+    series["errors"][:] = np.nan
+    result = _backtest(series)
+    assert result.metrics_without_data == ("errors",)
+    assert result.summary.assessed == 0 and result.plans == ()
+    assert "no data at all for metric(s) errors" in render_table(result)
+
+
+def test_each_window_is_the_one_the_operator_would_fetch() -> None:
+    """The replay cuts the same rows out of the history as `fetch_window` queries, at any time."""
+    series = _healthy(6)
+    series["cpu"][100:130] = np.nan
+    spec = CorrelationPolicy.model_validate(_policy_doc(window="20m", step="15s")).spec
+    source = SeriesSource(series)
+    start, end = REPLAY_FROM + 7.3, REPLAY_FROM + 3 * 3600 + 11.9  # not on the grid
+    history = asyncio.run(fetch_history(source, spec, history_grid(spec, start, end)))
+    for at in np.linspace(start, end, 17):
+        expected = asyncio.run(fetch_window(source, spec, *window_bounds(spec, float(at))))
+        got = window_at(spec, history, float(at))
+        np.testing.assert_array_equal(got.timestamps, expected.timestamps)
+        np.testing.assert_array_equal(got.values, expected.values)
+
+
+def test_long_ranges_are_fetched_in_chunks_and_joined() -> None:
+    series = _healthy(7)
+    series["cpu"][300:450] = np.nan  # a whole chunk without data is a gap, not an error
+    grid = history_grid(POLICY.spec, REPLAY_FROM, REPLAY_TO)
+    whole = asyncio.run(fetch_history(SeriesSource(series), POLICY.spec, grid))
+    limited = SeriesSource(series, max_points=100)
+    joined = asyncio.run(fetch_history(limited, POLICY.spec, grid, max_points=100))
+    np.testing.assert_array_equal(joined.values, whole.values)
+    np.testing.assert_array_equal(joined.timestamps, whole.timestamps)
+    per_metric = [c for c in limited.calls if c[0] == "cpu"]
+    assert len(per_metric) == math.ceil(grid.count / 100)
+    assert all(math.floor((end - start) / step + 1e-9) + 1 <= 100 for _, start, end, step in limited.calls)
+
+
+def test_chunks_cover_the_grid_once() -> None:
+    grid = Grid(start=100.0, step=2.0, count=25)
+    parts = chunks(grid, max_points=10)
+    assert [(o, s, e) for o, s, e in parts] == [(0, 100.0, 118.0), (10, 120.0, 138.0), (20, 140.0, 148.0)]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PrometheusUnavailable("Prometheus at http://x is unreachable"),
+        QueryFailed("Prometheus rejected the query (400 bad_data): parse error"),
+    ],
+)
+def test_a_query_failing_for_the_whole_range_is_an_error(error: Exception) -> None:
+    grid = history_grid(POLICY.spec, REPLAY_FROM, REPLAY_TO)
+    source = FailingSource(_healthy(), "errors", error)
+    with pytest.raises(type(error), match=r"^metric errors: "):
+        asyncio.run(fetch_history(source, POLICY.spec, grid))
+
+
+def test_json_and_table_say_the_same() -> None:
+    series = _healthy(3)
+    series["latency"][_rows(FAULT, FAULT + 300)] *= 2.5
+    result = _backtest(series)
+    data = json.loads(render_json(result))
+    assert set(data) == {
+        "policy",
+        "namespace",
+        "start",
+        "end",
+        "interval_s",
+        "window_s",
+        "step_s",
+        "plans",
+        "resolutions",
+        "gaps",
+        "summary",
+        "metrics_without_data",
+    }
+    assert set(data["summary"]) == {
+        "evaluations",
+        "assessed",
+        "insufficient_data",
+        "incidents",
+        "open_at_end",
+        "plans",
+        "plans_by_action",
+        "time_in_incidents_s",
+        "max_confidence",
+        "max_confidence_at",
+    }
+    plan = data["plans"][0]
+    assert plan["time"] == result.plans[0].time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert plan["top_metrics"][0]["metric"] == "latency"
+    table = render_table(result)
+    assert result.plans[0].plan in table and "SUMMARY" in table and "resolve" in table
+    assert data["summary"]["evaluations"] == result.summary.evaluations
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, name: str, *docs: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    return path
+
+
+def test_load_policy_takes_the_one_policy_of_a_multi_document_file(tmp_path: Path) -> None:
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    policy = load_policy(_write(tmp_path, "p.yaml", other, _policy_doc(), None))
+    assert policy.metadata["name"] == "checkout"
+    assert load_policy(ROOT / "examples" / "correlationpolicy-latency-canary.yaml").spec.window == "1h"
+
+
+def test_load_policy_errors_name_the_problem(tmp_path: Path) -> None:
+    bad = _policy_doc()
+    bad["spec"]["metrics"][1]["query"] = ""
+    with pytest.raises(BacktestError, match=r"spec\.metrics\[1\]\.query: String should have at least 1"):
+        load_policy(_write(tmp_path, "bad.yaml", bad))
+    with pytest.raises(BacktestError, match="no object of kind CorrelationPolicy"):
+        load_policy(_write(tmp_path, "none.yaml", {"kind": "ConfigMap"}))
+    with pytest.raises(BacktestError, match="2 CorrelationPolicy objects"):
+        load_policy(_write(tmp_path, "two.yaml", _policy_doc(), _policy_doc()))
+    (tmp_path / "broken.yaml").write_text("spec: [unclosed\n", encoding="utf-8")
+    with pytest.raises(BacktestError, match=r"not valid YAML: .*line 2"):
+        load_policy(tmp_path / "broken.yaml")
+
+
+def test_parse_time_forms() -> None:
+    now = 1_800_000_000.0
+    assert parse_time("now", now) == now
+    assert parse_time("-2h", now) == now - 7200
+    assert parse_time("-30m", now) == now - 1800
+    assert parse_time("-1d12h", now) == now - 1.5 * 86400
+    assert parse_time("1700000000", now) == 1_700_000_000
+    assert parse_time("2026-11-23T10:00:00Z", now) == datetime(2026, 11, 23, 10, tzinfo=UTC).timestamp()
+    assert parse_time("2026-11-23T11:00:00+01:00", now) == datetime(2026, 11, 23, 10, tzinfo=UTC).timestamp()
+    for bad in ("yesterday", "-2x", "2026-11-23T10:00:00", "", "-", "inf"):
+        with pytest.raises(BacktestError):
+            parse_time(bad, now)
+    with pytest.raises(BacktestError, match="comes after"):
+        parse_range("-1h", "-2h", now)
+    with pytest.raises(BacktestError, match="in the future"):
+        parse_range("-1h", str(now + 3600), now)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def _run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ajan", "backtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})},
+    )
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    good = _write(tmp_path, "good.yaml", _policy_doc())
+    bad = _policy_doc()
+    bad["spec"]["step"] = "2h"
+    invalid = _write(tmp_path, "invalid.yaml", bad)
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cases = {
+        "invalid policy": (
+            ["--policy", str(invalid), "--from", "-1h", "--prometheus", closed],
+            "step must be",
+        ),
+        "missing policy": (["--policy", str(tmp_path / "nope.yaml"), "--from", "-1h"], "nope.yaml"),
+        "bad time": (["--policy", str(good), "--from", "teatime", "--prometheus", closed], "not a time"),
+        "from after to": (
+            ["--policy", str(good), "--from", "-1h", "--to", "-2h", "--prometheus", closed],
+            "comes after",
+        ),
+        "unreachable": (["--policy", str(good), "--from", "-10m", "--prometheus", closed], "unreachable"),
+        "no prometheus": (["--policy", str(good), "--from", "-10m"], "no Prometheus to query"),
+    }
+    env = {"AJAN_PROMETHEUS_URL": ""}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(zip(cases, pool.map(lambda c: _run(c[0], env), cases.values()), strict=True))
+    for name, (_, expected) in cases.items():
+        res = runs[name]
+        assert res.returncode == 2, (name, res.stderr)
+        assert res.stdout == "", name
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("ajan backtest: error: "), (
+            name,
+            res.stderr,
+        )
+        assert expected in res.stderr, (name, res.stderr)
+        assert "Traceback" not in res.stderr
+
+
+# --- against a real Prometheus --------------------------------------------------------------------
+
+LIVE_WINDOW_S: Final = 30
+LIVE_FROM_S: Final = 30  # evaluations over the last 30 s: about 60 s of data with the window
+RATE_S: Final = 10
+
+
+def _live_policy() -> dict[str, Any]:
+    canary = 'service="checkout",track="canary"'
+    return {
+        "apiVersion": "aiops.ajan.dev/v1alpha1",
+        "kind": "CorrelationPolicy",
+        "metadata": {"name": "live"},
+        "spec": {
+            "targetRef": {"kind": "Rollout", "name": "checkout"},
+            "interval": "5s",
+            "window": f"{LIVE_WINDOW_S}s",
+            "step": "1s",
+            "correlation": {"maxLag": "10s"},  # the default (5m) must be shorter than the window
+            "metrics": [
+                {
+                    "name": "latency-p99",
+                    "query": "histogram_quantile(0.99, sum(rate("
+                    f"http_request_duration_seconds_bucket{{{canary}}}[{RATE_S}s])) by (le))",
+                    "role": "slo",
+                },
+                {
+                    "name": "errors",
+                    "query": f'sum(rate(http_requests_total{{{canary},code="500"}}[{RATE_S}s]))',
+                    "role": "slo",
+                },
+                {"name": "requests", "query": f"sum(rate(http_requests_total{{{canary}}}[{RATE_S}s]))"},
+            ],
+        },
+    }
+
+
+def test_backtest_against_real_prometheus(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    policy = _write(tmp_path, "live.yaml", _live_policy())
+    need = LIVE_FROM_S + LIVE_WINDOW_S + RATE_S + 5  # seconds of scrapes the first window needs
+
+    def enough_history() -> bool:
+        query = f'count_over_time(up{{job="checkout"}}[{need}s])'
+        data = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5).json()
+        result = data["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) >= need - 3  # a missed scrape or two
+
+    wait_for(enough_history, timeout=need + 90, what=f"{need}s of scrapes in Prometheus", interval=1.0)
+    args = ["--policy", str(policy), "--prometheus", prometheus.url, "--from", f"-{LIVE_FROM_S}s"]
+    started = time.monotonic()
+    table = _run(args)
+    as_json = _run([*args, "--output", "json"])
+    elapsed = time.monotonic() - started
+    assert table.returncode == 0, table.stderr
+    assert table.stderr == ""
+    assert "SUMMARY" in table.stdout and "evaluations" in table.stdout
+    assert "none: the policy would not have proposed any plan" in table.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    summary = data["summary"]
+    assert summary["evaluations"] == LIVE_FROM_S // 5 + 1
+    # The live data was judged, not skipped: a healthy canary, and no plan.
+    assert summary["assessed"] >= summary["evaluations"] - 1, data["gaps"]
+    assert data["plans"] == [] and summary["incidents"] == 0, data["plans"]
+    assert elapsed < 60
