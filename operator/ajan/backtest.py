@@ -210,8 +210,8 @@ def history_grid(spec: CorrelationPolicySpec, start: float, end: float) -> Grid:
     It starts where the window of the first evaluation starts, so every evaluation's window (aligned
     as the operator aligns it) is a run of its rows.
     """
-    first, _, step = window_bounds(spec, start)
-    _, last, _ = window_bounds(spec, end)
+    first, step = window_bounds(spec, start).start, window_bounds(spec, start).step
+    last = window_bounds(spec, end).end
     return Grid(first, step, _points(first, last, step))
 
 
@@ -385,9 +385,13 @@ def _stamp(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
-def window_at(spec: CorrelationPolicySpec, history: MetricWindow, at: float) -> MetricWindow:
-    """The rows the operator would have fetched at ``at`` (see `window_bounds`)."""
-    first, last, step = window_bounds(spec, at)
+def window_at(
+    spec: CorrelationPolicySpec, history: MetricWindow, at: float, opened_at: float | None = None
+) -> MetricWindow:
+    """The rows the operator would have fetched at ``at`` (see `window_bounds`), an incident
+    opened at ``opened_at`` being open."""
+    bounds = window_bounds(spec, at, opened_at)
+    first, last, step = bounds.start, bounds.end, bounds.step
     offset = round((first - float(history.timestamps[0])) / step) if history.timestamps.size else 0
     if offset < 0:
         raise ValueError(f"the history starts after the window of {_iso(at)}")
@@ -443,7 +447,10 @@ def replay(policy: CorrelationPolicy, history: MetricWindow, start: float, end: 
     for t in times:
         at = _stamp(t)
         try:
-            assessment = assess(spec, window_at(spec, history, t))
+            opened_at = incident.opened_at.timestamp() if incident else None
+            bounds = window_bounds(spec, t, opened_at)
+            window = window_at(spec, history, t, opened_at)
+            assessment = assess(spec, window, bounds.current_from, hold=incident is not None)
         except InsufficientData as err:
             insufficient[err.reason] = insufficient.get(err.reason, 0) + 1
             last = gaps[-1] if gaps else None

@@ -53,7 +53,7 @@ from ajan.clients.prometheus import (
 )
 from ajan.models import CorrelationPolicy
 from ajan.services.window import fetch_window, window_bounds
-from support.prometheus import PrometheusServer, free_port, wait_for
+from support.prometheus import StartWithHistory, free_port, wait_for
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 FloatArray = npt.NDArray[np.float64]
@@ -249,6 +249,18 @@ def test_recovery_resolves_the_incident() -> None:
     assert s.time_in_incidents_s == pytest.approx((resolved.time - resolved.opened_at).total_seconds())
 
 
+def test_a_long_incident_is_not_learnt_as_normal() -> None:
+    """A fault lasting far longer than the scored quarter of the window: the baseline stays where it was
+    when the incident opened, so the incident stays open while the fault lasts, then resolves."""
+    series = _healthy(5)
+    series["latency"][_rows(FAULT, FAULT + 1800)] *= 2.5  # 30 min: the whole window's length
+    result = _backtest(series)
+    assert len(result.resolutions) == 1, result.resolutions
+    resolved = result.resolutions[0]
+    assert _at(FAULT + 1800) <= resolved.time <= _at(FAULT + 1800 + 6 * INTERVAL)
+    assert {p.incident for p in result.plans} == {resolved.incident}
+
+
 def test_incident_open_at_the_end_counts_until_the_end() -> None:
     series = _healthy(3)
     fault = REPLAY_TO - 600
@@ -296,7 +308,8 @@ def test_each_window_is_the_one_the_operator_would_fetch() -> None:
     start, end = REPLAY_FROM + 7.3, REPLAY_FROM + 3 * 3600 + 11.9  # not on the grid
     history = asyncio.run(fetch_history(source, spec, history_grid(spec, start, end)))
     for at in np.linspace(start, end, 17):
-        expected = asyncio.run(fetch_window(source, spec, *window_bounds(spec, float(at))))
+        bounds = window_bounds(spec, float(at))
+        expected = asyncio.run(fetch_window(source, spec, bounds.start, bounds.end, bounds.step))
         got = window_at(spec, history, float(at))
         np.testing.assert_array_equal(got.timestamps, expected.timestamps)
         np.testing.assert_array_equal(got.values, expected.values)
@@ -477,7 +490,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 # --- against a real Prometheus --------------------------------------------------------------------
 
 LIVE_WINDOW_S: Final = 30
-LIVE_FROM_S: Final = 30  # evaluations over the last 30 s: about 60 s of data with the window
 RATE_S: Final = 10
 
 
@@ -492,7 +504,6 @@ def _live_policy() -> dict[str, Any]:
             "interval": "5s",
             "window": f"{LIVE_WINDOW_S}s",
             "step": "1s",
-            "correlation": {"maxLag": "10s"},  # the default (5m) must be shorter than the window
             "metrics": [
                 {
                     "name": "latency-p99",
@@ -511,31 +522,35 @@ def _live_policy() -> dict[str, Any]:
     }
 
 
-def test_backtest_against_real_prometheus(prometheus: PrometheusServer, tmp_path: Path) -> None:
+def test_backtest_against_real_prometheus(prometheus_with_history: StartWithHistory, tmp_path: Path) -> None:
+    """Over real Prometheus data: a healthy stretch proposes nothing; a real fault is found."""
+    # A real day's length: a 10-minute "day" would ramp the load faster than any canary changes.
+    stack = prometheus_with_history(300, seed=31, day_seconds=86400)
     policy = _write(tmp_path, "live.yaml", _live_policy())
-    need = LIVE_FROM_S + LIVE_WINDOW_S + RATE_S + 5  # seconds of scrapes the first window needs
+    args = ["--policy", str(policy), "--prometheus", stack.url, "--output", "json"]
+    healthy = _run([*args, "--from", f"{stack.history_end - 200:.0f}", "--to", f"{stack.history_end:.0f}"])
+    assert healthy.returncode == 0, healthy.stderr
+    data = json.loads(healthy.stdout)
+    assert data["summary"]["assessed"] == data["summary"]["evaluations"] > 30, data["gaps"]
+    assert data["plans"] == [] and data["summary"]["incidents"] == 0, data["plans"]
+    table = _run([*args[:4], "--from", f"{stack.history_end - 60:.0f}", "--to", f"{stack.history_end:.0f}"])
+    assert table.returncode == 0 and table.stderr == "", table.stderr
+    assert "SUMMARY" in table.stdout and "none: the policy would not have proposed any plan" in table.stdout
 
-    def enough_history() -> bool:
-        query = f'count_over_time(up{{job="checkout"}}[{need}s])'
-        data = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5).json()
-        result = data["data"]["result"]
-        return bool(result) and float(result[0]["value"][1]) >= need - 3  # a missed scrape or two
+    fault = stack.post_fault(kind="error_burst", rate=0.5, duration_s=600)
+    stack.wait_for_scrapes(LIVE_WINDOW_S)
+    started = float(str(fault["started_at"]))
 
-    wait_for(enough_history, timeout=need + 90, what=f"{need}s of scrapes in Prometheus", interval=1.0)
-    args = ["--policy", str(policy), "--prometheus", prometheus.url, "--from", f"-{LIVE_FROM_S}s"]
-    started = time.monotonic()
-    table = _run(args)
-    as_json = _run([*args, "--output", "json"])
-    elapsed = time.monotonic() - started
-    assert table.returncode == 0, table.stderr
-    assert table.stderr == ""
-    assert "SUMMARY" in table.stdout and "evaluations" in table.stdout
-    assert "none: the policy would not have proposed any plan" in table.stdout
-    assert as_json.returncode == 0, as_json.stderr
-    data = json.loads(as_json.stdout)
-    summary = data["summary"]
-    assert summary["evaluations"] == LIVE_FROM_S // 5 + 1
-    # The live data was judged, not skipped: a healthy canary, and no plan.
-    assert summary["assessed"] >= summary["evaluations"] - 1, data["gaps"]
-    assert data["plans"] == [] and summary["incidents"] == 0, data["plans"]
-    assert elapsed < 60
+    def scraped_since_fault() -> bool:
+        query = f'count_over_time(up{{job="checkout"}}[{LIVE_WINDOW_S}s])'
+        result = httpx.get(f"{stack.url}/api/v1/query", params={"query": query}, timeout=5).json()
+        return time.time() - started > LIVE_WINDOW_S and bool(result["data"]["result"])
+
+    wait_for(scraped_since_fault, timeout=120, what="the fault in Prometheus", interval=1.0)
+    faulty = _run([*args, "--from", f"{started - 20:.0f}"])
+    assert faulty.returncode == 0, faulty.stderr
+    data = json.loads(faulty.stdout)
+    assert data["summary"]["incidents"] == 1, data
+    first = data["plans"][0]
+    assert first["top_metrics"][0]["metric"] == "errors", first
+    assert datetime.fromisoformat(first["time"]).timestamp() > started

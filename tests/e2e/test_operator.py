@@ -7,6 +7,7 @@ Waits poll the API server with deadlines counted in evaluations; nothing sleeps 
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ def setup(
     ajan_operator: Callable[..., OperatorProcess],
 ) -> Setup:
     """A generator with five minutes of healthy history, its Prometheus, and ``ajan run``."""
-    stack = prometheus_with_history(HISTORY_S)
+    # A real day's length: a 10-minute "day" would ramp the load faster than any canary changes.
+    stack = prometheus_with_history(HISTORY_S, day_seconds=86400)
     return Setup(Cluster(admin_api, namespace), stack, ajan_operator(stack.url))
 
 
@@ -162,7 +164,7 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
     cluster.apply(policy("errors", remediation=SINGLE_RUNG))
     first = wait_for(ready(cluster, "errors"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
     cluster.evaluations_after("errors", first["lastTransitionTime"], 3, timeout=EVALUATIONS_TIMEOUT_S)
-    assert cluster.plans() == []
+    assert cluster.plans() == [], json.dumps([p["spec"] for p in cluster.plans()], indent=1)
     stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
     # Bounded: the 15 s rate window fills, then the median of three samples; 30 evaluations is ample.
     plans = wait_for(plans_of(cluster, 1), timeout=30 * INTERVAL_S + 30, what="a plan", interval=1.0)

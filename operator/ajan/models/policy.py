@@ -170,7 +170,8 @@ class CorrelationSettings(KubeModel):
     """Smallest |r| reported as a relation, in [0, 1]."""
 
     max_lag: Duration = "5m"
-    """Longest lead of one metric over another that is searched for (0s: no lag search)."""
+    """Longest lead of one metric over another that is searched for (0s: no lag search); at most a
+    quarter of the baseline part of the window is searched, whatever this says."""
 
     alpha: StrictFloat = Field(default=0.01, gt=0.0, lt=1.0)
     """Significance level of a correlation, accounting for autocorrelation, in (0, 1)."""
@@ -311,11 +312,6 @@ class CorrelationPolicySpec(KubeModel):
             _cel_shorter("self.step", "self.window"),
             "step must be shorter than window",
             lambda s: parse_duration(s.step) < parse_duration(s.window),
-        ),
-        Rule(
-            _cel_shorter("self.correlation.maxLag", "self.window"),
-            "correlation.maxLag must be shorter than window",
-            lambda s: parse_duration(s.correlation.max_lag) < parse_duration(s.window),
         ),
     )
 

@@ -57,6 +57,8 @@ FloatArray = npt.NDArray[np.float64]
 PERSISTENCE_ROWS: Final = 3
 #: A metric's newest sample may be this many rows old (and at least a minute) before it is stale.
 STALE_ROWS: Final = 3
+#: Fewest baseline z-scores a metric is calibrated against; a shorter window is InsufficientData.
+MIN_REFERENCE: Final = 10
 #: Seasonality is only looked for in windows that hold several days.
 SEASONAL_WINDOW_S: Final = 3 * 86400.0
 #: Evidence lists at most this many correlations (the policy status at most ``STATUS_CORRELATIONS``).
@@ -124,26 +126,41 @@ class Assessment:
         return self.evidence.correlations[:STATUS_CORRELATIONS]
 
 
+def current_rows(rows: int) -> int:
+    """Rows of a ``rows``-row window that are scored against the rest (the newest quarter)."""
+    return max(2 * PERSISTENCE_ROWS, rows // 4)
+
+
+def nominal_rows(spec: CorrelationPolicySpec) -> int:
+    """Rows in the policy's window: ``window / step``."""
+    return round(parse_duration(spec.window).total_seconds() / parse_duration(spec.step).total_seconds())
+
+
 def rung_for(confidence: float, ladder: Sequence[LadderStep]) -> LadderStep | None:
     """The first ladder step (highest first) whose ``minConfidence`` the confidence reaches."""
     return next((step for step in ladder if confidence >= step.min_confidence), None)
 
 
-def detector_config(spec: CorrelationPolicySpec, rows: int) -> DetectorConfig:
+def detector_config(spec: CorrelationPolicySpec, rows: int, *, hold: bool = False) -> DetectorConfig:
     """The detector tuned to a window of ``rows`` rows.
 
     The core's defaults assume days of one-minute rows; a policy's window is typically an hour. Every
-    length is scaled to the window so that about two thirds of it is scored, against the rest.
+    length is scaled to the window. With ``hold`` (an incident is open) the level view is on too.
     """
     window_s = parse_duration(spec.window).total_seconds()
     weights = tuple(m.weight for m in spec.metrics)
+    level_window = int(np.clip(rows // 24, 1, 5))
+    min_periods = int(np.clip(rows // 12, 5, 20))
+    # The calibration must be able to use the baseline: the residual z is NaN for its first rows.
+    reference = rows - current_rows(rows) - min_periods - level_window
     return DetectorConfig(
-        level_window=int(np.clip(rows // 24, 1, 5)),
+        level_window=level_window,
         scale_window=rows,
         calibration_window=rows,
-        min_periods=int(np.clip(rows // 12, 5, 20)),
-        min_calibration=int(np.clip(rows // 3, 20, 100)),
+        min_periods=min_periods,
+        min_calibration=int(max(1, min(np.clip(rows // 3, MIN_REFERENCE, 100), reference))),
         z_half=spec.anomaly.effective_z_half(),
+        use_level=hold,
         use_trend=rows >= 60,
         trend_horizon=int(np.clip(rows // 4, 5, 60)),
         trend_window=int(np.clip(rows // 2, 10, 240)),
@@ -166,7 +183,8 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> float:
                 f"metric {name}: {got:.0%} of the window's {rows} samples are present; "
                 f"anomaly.minCoverage is {need:.0%}"
             )
-    stale = max(STALE_ROWS, math.ceil(60.0 / window.step_s))
+    # A minute, or three steps, but never more than a quarter of a short window.
+    stale = max(STALE_ROWS, min(math.ceil(60.0 / window.step_s), rows // 4))
     for i, name in enumerate(window.names):
         seen = np.flatnonzero(present[:, i])
         age = rows - 1 - int(seen[-1]) if seen.size else rows
@@ -191,7 +209,13 @@ def _stamp(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
-def assess(spec: CorrelationPolicySpec, window: MetricWindow) -> Assessment:
+def assess(
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    current_from: float | None = None,
+    *,
+    hold: bool = False,
+) -> Assessment:
     """Score the window's newest rows and say how confident ajan is that the SLO is in trouble.
 
     Parameters
@@ -200,6 +224,15 @@ def assess(spec: CorrelationPolicySpec, window: MetricWindow) -> Assessment:
         The policy: metric roles, objectives and weights, anomaly, correlation and ladder settings.
     window
         The policy's metrics over its baseline window, newest row last.
+    current_from
+        Timestamp of the first row to score; the rows before it are the baseline. By default the
+        newest quarter (:func:`current_rows`). During an incident the operator passes the part
+        scored when the incident opened, with the baseline before it (see
+        :func:`ajan.services.window.window_bounds`), so that a long incident is not learnt as normal.
+    hold
+        An incident is open: also score each metric's level against the baseline. Opening takes a
+        *change* (the adaptive views, which ignore slow wandering); staying open takes not being
+        back where the metric was before (the adaptive views absorb a lasting shift within minutes).
 
     Raises
     ------
@@ -210,10 +243,19 @@ def assess(spec: CorrelationPolicySpec, window: MetricWindow) -> Assessment:
     names = window.names
     coverage = _check_data(spec, window)
     rows = window.values.shape[0]
-    config = detector_config(spec, rows)
+    config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
+    if config.min_calibration < MIN_REFERENCE:
+        raise InsufficientData(
+            f"the window holds {rows} samples per metric, too few to learn what normal is: "
+            "lengthen window or shorten step"
+        )
     # The newest quarter is judged against the rest: calibrating against a trailing reference that
     # includes the incident would teach the detector that the incident is normal.
-    split = rows - max(2 * PERSISTENCE_ROWS, rows // 4)
+    if current_from is None:
+        split = rows - current_rows(rows)
+    else:
+        split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
+        split = min(max(split, 0), rows - PERSISTENCE_ROWS)
     try:
         result = detect(window.values[split:], window.values[:split], config)
     except InsufficientDataError as err:

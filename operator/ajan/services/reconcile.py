@@ -233,10 +233,12 @@ class PolicyEvaluator:
             )
             return Report(delay, None, DegradedReason.PROMETHEUS_UNAVAILABLE.value, notes)
         try:
-            start, end, step = window_bounds(spec, self.runtime.clock())
-            window = await fetch_window(self.runtime.source(url), spec, start, end, step)
+            opened_at = self.incident.opened_at.timestamp() if self.incident else None
+            bounds = window_bounds(spec, self.runtime.clock(), opened_at)
+            window = await fetch_window(self.runtime.source(url), spec, bounds.start, bounds.end, bounds.step)
             async with self.runtime.analysis_slots:
-                assessment = await asyncio.to_thread(assess, spec, window)
+                hold = self.incident is not None
+                assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
         except MetricSourceError as err:
             notes = await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
 from ajan.clients.prometheus import (
+    MAX_POINTS,
     InsufficientData,
     MetricSource,
     MetricSourceError,
@@ -22,8 +24,10 @@ from ajan.clients.prometheus import (
     RangeResult,
 )
 from ajan.models import CorrelationPolicySpec, parse_duration
-from ajan.services.assessment import MetricWindow
+from ajan.services.assessment import MetricWindow, current_rows, nominal_rows
 
+#: During an incident the baseline stays frozen for at most this many windows.
+FREEZE_WINDOWS: Final = 4
 #: Which error is reported when several queries fail (lower first).
 _PRECEDENCE: Final = {PrometheusUnavailable: 0, QueryFailed: 1, InsufficientData: 2}
 
@@ -32,21 +36,55 @@ def _rank(error: MetricSourceError) -> int:
     return next((rank for kind, rank in _PRECEDENCE.items() if isinstance(error, kind)), 3)
 
 
-def window_bounds(spec: CorrelationPolicySpec, now: float) -> tuple[float, float, float]:
-    """``(start, end, step)`` of the window ending at ``now``, aligned down to the step.
+@dataclass(frozen=True)
+class Bounds:
+    """The grid of one evaluation: ``start, start + step, ..., end``; rows from ``current_from`` on
+    are scored, the rows before them are the baseline."""
 
-    Aligned so that successive evaluations share one grid (and Prometheus's results cache).
+    start: float
+    end: float
+    step: float
+    current_from: float
+
+    @property
+    def rows(self) -> int:
+        """Points on the grid."""
+        return round((self.end - self.start) / self.step) + 1
+
+
+def window_bounds(spec: CorrelationPolicySpec, now: float, opened_at: float | None = None) -> Bounds:
+    """The window ending at ``now``, aligned down to the step, and its scored part.
+
+    Aligned so that successive evaluations share one grid (and Prometheus's results cache). Without
+    an incident the window is ``spec.window`` long and its newest quarter is scored. During an
+    incident opened at ``opened_at`` the baseline stays where it was then, and everything since is
+    scored against it: a sliding baseline would learn a long incident as the new normal and
+    resolve it while the canary is still broken. The baseline is frozen for at most
+    :data:`FREEZE_WINDOWS` windows (a lasting change of level becomes normal after that) and within
+    Prometheus's limit on points per query.
     """
     step = parse_duration(spec.step).total_seconds()
-    window = parse_duration(spec.window).total_seconds()
+    rows = nominal_rows(spec)
+    current = current_rows(rows)
     end = math.floor(now / step) * step
-    return end - window + step, end, step
+    sliding = Bounds(end - (rows - 1) * step, end, step, end - (current - 1) * step)
+    if opened_at is None:
+        return sliding
+    anchor = math.floor(opened_at / step) * step - (current - 1) * step
+    frozen = Bounds(anchor - (rows - current) * step, end, step, anchor)
+    if not anchor < sliding.current_from:
+        return sliding
+    if end - anchor > FREEZE_WINDOWS * rows * step or frozen.rows > MAX_POINTS:
+        return sliding
+    return frozen
 
 
 async def fetch_window(
     source: MetricSource, spec: CorrelationPolicySpec, start: float, end: float, step: float
 ) -> MetricWindow:
     """The policy's metrics over ``[start, end]`` every ``step`` seconds, one column per metric.
+
+    ``fetch_window(source, spec, bounds.start, bounds.end, bounds.step)`` for a `Bounds`.
 
     Raises
     ------
