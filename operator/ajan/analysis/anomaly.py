@@ -188,8 +188,10 @@ def residual_zscore(
     hist = np.zeros((n, 0)) if baseline is None else _as_2d(baseline)
     full = np.concatenate([hist, xs], axis=1)
     forecast = _past_median(full, level_window)
-    periods = np.zeros(n, dtype=np.int64) if period is None else np.broadcast_to(
-        np.asarray(period, dtype=np.int64), (n,)
+    periods = (
+        np.zeros(n, dtype=np.int64)
+        if period is None
+        else np.broadcast_to(np.asarray(period, dtype=np.int64), (n,))
     )
     for p in np.unique(periods[periods > 0]):
         rows = periods == p
@@ -509,10 +511,8 @@ def critical_anomalies(
         base = float(loc[i])
         value = float(xs[i, -1])
         dev = (value - base) / abs(base) if base != 0 else float("nan")
-        out.append(CriticalAnomaly(str(names[i]), value, base, float(zs[i, -1]), dev,
-                                   int(last_quiet[i] + 1)))
+        out.append(CriticalAnomaly(str(names[i]), value, base, float(zs[i, -1]), dev, int(last_quiet[i] + 1)))
     return sorted(out, key=lambda a: -abs(a.zscore))
-
 
 
 def _tail_pvalue(a: FloatArray, ref: FloatArray, tail: float) -> FloatArray:
@@ -594,8 +594,7 @@ def trailing_calibrate_zscore(
         ref = zs[:, max(0, start - window) : start]
         if ref.shape[1] < min_periods:
             continue
-        out[:, start:stop] = calibrate_zscore(zs[:, start:stop], ref, tail=tail,
-                                              min_reference=min_periods)
+        out[:, start:stop] = calibrate_zscore(zs[:, start:stop], ref, tail=tail, min_reference=min_periods)
         short = np.count_nonzero(np.isfinite(ref), axis=1) < min_periods
         out[short, start:stop] = np.nan
     return out
@@ -647,8 +646,11 @@ def trend_zscore(
     if t > horizon:
         delayed[:, horizon:] = xs[:, : t - horizon]
     ls = trailing_location_scale(
-        delayed, window=window, refresh=refresh or max(1, window // 8),
-        min_periods=min_periods, min_scale=min_scale,
+        delayed,
+        window=window,
+        refresh=refresh or max(1, window // 8),
+        min_periods=min_periods,
+        min_scale=min_scale,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         return (recent - ls.location) / np.where(ls.scale > 0, ls.scale, np.nan)

@@ -154,8 +154,7 @@ def _pearson_pairwise(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatAr
         va = saa - sa * sa / n
         vb = sbb - sb * sb / n
         denom = np.sqrt(va * vb)
-        r = np.where((n >= 3) & (denom > 1e-12 * (np.abs(saa) + np.abs(sbb) + 1e-300)),
-                     cov / denom, np.nan)
+        r = np.where((n >= 3) & (denom > 1e-12 * (np.abs(saa) + np.abs(sbb) + 1e-300)), cov / denom, np.nan)
     return np.clip(r, -1.0, 1.0), n
 
 
@@ -284,8 +283,11 @@ def lagged_correlation(
         for lag in range(max_lag + 1):
             pos[lag], counts[lag] = _pearson_pairwise(values[:, : t - lag], values[:, lag:])
     else:
-        pos[:] = (_pearson_lagged_dense(xs, max_lag) if method == "pearson"
-                  else _spearman_lagged_exact(xs, values, max_lag))
+        pos[:] = (
+            _pearson_lagged_dense(xs, max_lag)
+            if method == "pearson"
+            else _spearman_lagged_exact(xs, values, max_lag)
+        )
     # Signed lags in the order 0, 1, -1, 2, -2, ... so that argmax breaks ties towards short lags.
     lags = np.array([0] + [s * k for k in range(1, max_lag + 1) for s in (1, -1)], dtype=np.int64)
     r = np.stack([pos[k] if k >= 0 else pos[-k].T for k in lags])
@@ -332,7 +334,8 @@ def top_correlations(result: LaggedCorrelation, k: int = 10) -> list[CorrelatedP
     for a, b in zip(i.tolist(), j.tolist(), strict=True):
         lag = int(result.best_lag[a, b])
         leader, follower = (a, b) if lag >= 0 else (b, a)
-        pairs.append(CorrelatedPair(leader, follower, float(result.best_r[a, b]), abs(lag),
-                                    float(result.pvalue[a, b])))
+        pairs.append(
+            CorrelatedPair(leader, follower, float(result.best_r[a, b]), abs(lag), float(result.pvalue[a, b]))
+        )
     pairs.sort(key=lambda p: (-abs(p.r), p.lag))
     return pairs[:k]

@@ -193,18 +193,27 @@ def metric_zscores(
         )
     ]
     if config.use_trend:
-        views.append(trend_zscore(
-            full, horizon=config.trend_horizon, window=config.trend_window,
-            smooth=config.level_window, min_periods=config.min_periods, min_scale=floor,
-        ))
+        views.append(
+            trend_zscore(
+                full,
+                horizon=config.trend_horizon,
+                window=config.trend_window,
+                smooth=config.level_window,
+                min_periods=config.min_periods,
+                min_scale=floor,
+            )
+        )
     if config.use_level:
         if nb >= config.min_periods:
             ls = robust_location_scale(base, axis=-1, min_scale=floor)
             loc, scale = ls.location[:, None], ls.scale[:, None]
         else:
             tl = trailing_location_scale(
-                full, window=config.scale_window, refresh=max(1, config.scale_window // 16),
-                min_periods=config.min_periods, min_scale=floor,
+                full,
+                window=config.scale_window,
+                refresh=max(1, config.scale_window // 16),
+                min_periods=config.min_periods,
+                min_scale=floor,
             )
             loc, scale = tl.location, tl.scale
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -214,14 +223,18 @@ def metric_zscores(
         if not config.calibrate:
             calibrated.append(view[:, nb:])
         elif nb >= config.min_calibration:
-            calibrated.append(calibrate_zscore(view[:, nb:], view[:, :nb],
-                                               min_reference=config.min_calibration))
+            calibrated.append(
+                calibrate_zscore(view[:, nb:], view[:, :nb], min_reference=config.min_calibration)
+            )
         else:
-            calibrated.append(trailing_calibrate_zscore(
-                view, window=config.calibration_window,
-                refresh=max(1, config.calibration_window // 32),
-                min_periods=config.min_calibration,
-            )[:, nb:])
+            calibrated.append(
+                trailing_calibrate_zscore(
+                    view,
+                    window=config.calibration_window,
+                    refresh=max(1, config.calibration_window // 32),
+                    min_periods=config.min_calibration,
+                )[:, nb:]
+            )
     if config.use_trend:
         calibrated[1] = calibrated[1] * config.trend_weight
     z = calibrated[0]
@@ -261,9 +274,7 @@ def detect(
         raise ValueError(f"values must be shaped (T, N), got {x.shape}")
     have = x.shape[0] + (0 if baseline is None else np.asarray(baseline).shape[0])
     if have < min_rows(config):
-        raise InsufficientDataError(
-            f"{have} rows of data, the detector needs at least {min_rows(config)}"
-        )
+        raise InsufficientDataError(f"{have} rows of data, the detector needs at least {min_rows(config)}")
     z = metric_zscores(x, baseline, config)
     agg = aggregate_scores(z.T, config.weights, z_half=config.z_half, chi_square=config.chi_square)
     score = agg.score

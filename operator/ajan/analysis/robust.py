@@ -195,12 +195,14 @@ def robust_zscore(
     if xs.ndim == 2 and axis in (-1, 1) and np.ndim(min_scale) == 0:
         floor = float(np.asarray(min_scale))
         return by_row_chunks(lambda xc, bc: _zscore_rows(xc, bc, method, floor), xs, bs)
-    return np.moveaxis(_zscore_rows(np.moveaxis(xs, axis, -1), np.moveaxis(bs, axis, -1), method,
-                                    min_scale), -1, axis)
+    return np.moveaxis(
+        _zscore_rows(np.moveaxis(xs, axis, -1), np.moveaxis(bs, axis, -1), method, min_scale), -1, axis
+    )
 
 
-def _zscore_rows(x: FloatArray, baseline: FloatArray, method: ScaleMethod,
-                 min_scale: float | ArrayLike) -> FloatArray:
+def _zscore_rows(
+    x: FloatArray, baseline: FloatArray, method: ScaleMethod, min_scale: float | ArrayLike
+) -> FloatArray:
     ls = robust_location_scale(baseline, axis=-1, method=method, min_scale=min_scale)
     scale = np.where(ls.scale > 0, ls.scale, np.nan)[..., None]
     z = x - ls.location[..., None]

@@ -431,9 +431,7 @@ def load_corpus(
     files = []
     for rel in sorted(labels):
         ts, vals = _read_columns(nab_root / "data" / rel, ["timestamp", "value"])
-        files.append(
-            make_file(rel, ts, np.array(vals, dtype=np.float64), labels[rel], probation_percent)
-        )
+        files.append(make_file(rel, ts, np.array(vals, dtype=np.float64), labels[rel], probation_percent))
     return files
 
 
@@ -854,9 +852,7 @@ def _apply(job: tuple[Detector, FloatArray]) -> FloatArray:
     return np.asarray(detector(values), dtype=np.float64)
 
 
-def run_detector(
-    files: Sequence[NabFile], detector: Detector, processes: int = 2
-) -> dict[str, FloatArray]:
+def run_detector(files: Sequence[NabFile], detector: Detector, processes: int = 2) -> dict[str, FloatArray]:
     """Run a detector over every file, in parallel worker processes.
 
     Parameters
@@ -1015,14 +1011,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NAB root directory")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument(
-        "--results-dir", type=Path, help="stored results: <dir>/<category>/<name>_<file>.csv"
-    )
+    what.add_argument("--results-dir", type=Path, help="stored results: <dir>/<category>/<name>_<file>.csv")
     what.add_argument("--detector", help="'ajan', or 'module:function' mapping values to scores")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--json", type=Path, help="also write the full results here")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting of ajan's detector (DetectorConfig), repeatable")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of ajan's detector (DetectorConfig), repeatable",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()

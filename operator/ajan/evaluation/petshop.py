@@ -415,8 +415,15 @@ def rank_issue(
         keys = [k for k in keys if (k[1], k[2]) == (issue.target_metric, issue.target_statistic)]
     start, end = incident_window(issue.metrics.timestamps, issue.target_time, window_minutes * 60)
     values = issue.metrics.select(keys)[:end]
-    scores = np.asarray(rank_metrics(values, start, end, baseline=baseline.select(keys),
-                                     config=config or config_with(NON_CONTIGUOUS_BASELINE)))
+    scores = np.asarray(
+        rank_metrics(
+            values,
+            start,
+            end,
+            baseline=baseline.select(keys),
+            config=config or config_with(NON_CONTIGUOUS_BASELINE),
+        )
+    )
     plain = node_scores(keys, scores, graph.nodes, None)
     upward = node_scores(keys, scores, graph.nodes, UPWARD_METRICS)
     aware = graph_scores(graph, issue.target_node, plain, upward)
@@ -459,13 +466,10 @@ def format_report(results: Sequence[IssueResult]) -> str:
                 rankings = [getattr(r, variant) for r in group]
                 top1 = float(np.mean([x.top1 for x in rankings]))
                 top3 = float(np.mean([x.top3 for x in rankings]))
-                lines.append(
-                    f"| {label} | {split} | {symptom} | {len(group)} | {top1:.3f} | {top3:.3f} |"
-                )
+                lines.append(f"| {label} | {split} | {symptom} | {len(group)} | {top1:.3f} | {top3:.3f} |")
     lines += [
         "",
-        "| split | issue | symptom | root cause | plain rank | plain top 3 "
-        "| graph rank | graph top 3 |",
+        "| split | issue | symptom | root cause | plain rank | plain top 3 | graph rank | graph top 3 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -501,8 +505,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="incident window after the symptom time (default 15)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a detector setting (DetectorConfig), repeatable")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a detector setting (DetectorConfig), repeatable",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "graph.csv").is_file():
         parser.error(f"no PetShop data under {args.data}")

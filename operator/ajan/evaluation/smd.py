@@ -544,9 +544,7 @@ def hit_rate(
         The mean over segments; NaN when there is none.
     """
     if len(ranking_scores_per_segment) != len(interpretation):
-        raise ValueError(
-            f"{len(ranking_scores_per_segment)} rankings for {len(interpretation)} segments"
-        )
+        raise ValueError(f"{len(ranking_scores_per_segment)} rankings for {len(interpretation)} segments")
     if not interpretation:
         return math.nan
     hits = [
@@ -720,11 +718,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated, e.g. 1-2,1-3 (default: every machine under DATA/test)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes, 1 or 2 (default 2)")
     parser.add_argument(
-        "--processes", type=int, default=2, help="worker processes, 1 or 2 (default 2)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a detector setting (DetectorConfig), repeatable",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a detector setting (DetectorConfig), repeatable")
     args = parser.parse_args(argv)
     from ajan.analysis.detector import config_with
 
