@@ -1,4 +1,5 @@
-"""The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files, ``backtest`` of a policy.
+"""The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files, ``backtest`` of a policy,
+``run`` the operator.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr naming the
 problem), 1 an internal error (one line; set AJAN_DEBUG=1 for the traceback).
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ajan import __version__
+from ajan.runner import add_run_parser
+from ajan.runner import run as run_operator
 from ajan.table import InputError, MetricTable, parse_timestamp, read_table
 
 if TYPE_CHECKING:
@@ -83,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
     )
+    add_run_parser(sub)
     return parser
 
 
@@ -180,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ajan`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = _build_parser().parse_args(_attach_relative_times(argv))
+    if args.command == "run":  # a long-running process that logs as it goes: nothing to buffer
+        return run_operator(args)
     command = {"detect": _detect, "rank": _rank, "backtest": _backtest}[args.command]
     from ajan.analysis.detector import InsufficientDataError
 

@@ -1,6 +1,6 @@
 """``ajan run``: the operator, kopf underneath, configured by flags or environment variables.
 
-Every flag has an environment variable (the Deployment sets those); a flag wins over its variable.
+The ``run`` subcommand of :mod:`ajan.cli`. Every flag has an environment variable (the Deployment sets those); a flag wins over its variable.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from typing import Final
-
-import kopf
-
-from ajan.services.reconcile import OperatorConfig
+from typing import Any, Final
 
 DEFAULT_LIVENESS: Final = "http://0.0.0.0:8080/healthz"
 _URL: Final = re.compile(r"^https?://\S+$")
@@ -58,7 +54,7 @@ def _redis_url(text: str) -> str:
     return text
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``run`` subcommand to ajan's command line."""
     run = subparsers.add_parser(
         "run",
@@ -94,13 +90,14 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=_positive_int(_env("AJAN_CONCURRENCY", "8") or "8"),
+        # A string default goes through type=, so a bad variable is a usage error, not a traceback.
+        default=_env("AJAN_CONCURRENCY", "8"),
         help="queries in flight per Prometheus, and analyses at once (env AJAN_CONCURRENCY; default 8)",
     )
     run.add_argument(
         "--query-timeout",
         type=_positive_float,
-        default=_positive_float(_env("AJAN_QUERY_TIMEOUT", "10") or "10"),
+        default=_env("AJAN_QUERY_TIMEOUT", "10"),
         help="seconds before a Prometheus query counts as failed (env AJAN_QUERY_TIMEOUT; default 10)",
     )
     run.add_argument(
@@ -119,7 +116,11 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run the operator until SIGTERM or SIGINT; returns the exit status."""
+    # Imported here: `ajan detect` should not pay for kopf and the Kubernetes client.
+    import kopf
+
     import ajan.handlers  # noqa: F401  (registers the handlers with kopf)
+    from ajan.services.reconcile import OperatorConfig
 
     namespaces: Sequence[str] = args.namespaces or args.env_namespaces
     config = OperatorConfig(

@@ -122,6 +122,9 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "row_out_of_range": ["rank", str(f["rows"]), "--start", "0", "--end", str(ROWS + 1)],
         "no_command": [],
         "negative_top": ["rank", str(f["rows"]), "--start", "0", "--end", "10", "--top", "-1"],
+        "run_zero_concurrency": ["run", "--concurrency", "0"],
+        "run_bad_prometheus_url": ["run", "--prometheus-url", "prometheus:9090"],
+        "run_bad_redis_url": ["run", "--redis-url", "localhost:6379"],
         "ragged_row": ["detect", str(f["ragged"])],
     }
 
@@ -262,6 +265,9 @@ BAD = {
     "row_out_of_range": ["--end", f"'{ROWS + 1}'", "no timestamp column"],
     "no_command": ["required", "command"],
     "negative_top": ["--top", "at least 1", "-1"],
+    "run_zero_concurrency": ["ajan run", "--concurrency", "at least 1"],
+    "run_bad_prometheus_url": ["--prometheus-url", "not an http(s) URL", "'prometheus:9090'"],
+    "run_bad_redis_url": ["--redis-url", "not a redis:// URL"],
     "ragged_row": ["ragged.csv:3", "1 fields", "header has 2"],
 }
 

@@ -41,7 +41,7 @@ class OperatorProcess:
         """Start the operator and wait until kopf's liveness endpoint answers."""
         port = free_port()
         cmd = [
-            sys.executable, "-m", "ajan.runner", "run",
+            sys.executable, "-m", "ajan", "run",
             "--namespace", self.namespace,
             "--prometheus-url", self.prometheus_url,
             "--liveness", f"http://127.0.0.1:{port}/healthz",
