@@ -249,6 +249,7 @@ REMEDIATION_PLAN: Final = Resource(
         PrinterColumn("Phase", "string", ".status.phase", "Where the plan is in its life cycle."),
         _AGE,
         PrinterColumn("Policy", "string", ".spec.policyRef.name", "The policy that proposed it.", 1),
+        PrinterColumn("Mode", "string", ".spec.mode", "auto, approve or dry-run.", 1),
         PrinterColumn("Approved", "boolean", ".spec.approval.approved", "A person's decision.", 1),
         PrinterColumn("Verdict", "string", ".spec.feedback.verdict", "A person's verdict.", 1),
         PrinterColumn("Executed", "date", ".status.executedAt", "Time since the action.", 1),

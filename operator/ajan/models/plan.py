@@ -30,6 +30,7 @@ from ajan.models.common import (
     immutable,
     section,
 )
+from ajan.models.policy import RemediationMode
 
 
 class PlanPhase(StrEnum):
@@ -139,6 +140,29 @@ class Evidence(KubeModel):
     """Metrics whose distribution drifted from the baseline."""
 
 
+class GitOpsManager(StrEnum):
+    """A GitOps controller that owns the Rollout's manifest."""
+
+    ARGOCD = "argocd"
+    FLUX = "flux"
+
+
+class GitOps(KubeModel):
+    """The Rollout is synced from Git: what that means for the action."""
+
+    manager: GitOpsManager
+    """Which controller syncs the Rollout: argocd or flux."""
+
+    source: Annotated[StrictStr, StringConstraints(max_length=1024)]
+    """The label or annotation that says so, with its value."""
+
+    note: Annotated[StrictStr, StringConstraints(max_length=4096)]
+    """What the sync means for this plan's action."""
+
+    suggestion: Annotated[StrictStr, StringConstraints(max_length=4096)]
+    """What to do in Git so that the next sync does not undo the remediation."""
+
+
 Person = Annotated[StrictStr, StringConstraints(min_length=1, max_length=253)]
 
 
@@ -199,6 +223,12 @@ class RemediationPlanSpec(KubeModel):
     evidence: Evidence = section(Evidence, immutable("evidence"))
     """What ajan saw when it decided."""
 
+    mode: RemediationMode = Field(default=RemediationMode.DRY_RUN, json_schema_extra=immutable("mode"))
+    """The policy's mode when the plan was proposed: auto, approve or dry-run."""
+
+    git_ops: GitOps | None = Field(default=None, json_schema_extra=immutable("gitOps"))
+    """Set when a GitOps controller syncs the Rollout: a note and a Git-side suggestion."""
+
     approval: Approval | None = None
     """A person's decision (approve mode)."""
 
@@ -226,6 +256,12 @@ class RemediationPlanStatus(KubeModel):
 
     dry_run_patch: Annotated[StrictStr, StringConstraints(max_length=65536)] | None = None
     """The exact patch that was (or, in dry-run mode, would have been) sent to the Rollout."""
+
+    patch_request: Annotated[StrictStr, StringConstraints(max_length=1024)] | None = None
+    """Where that patch goes and how: method, path (with subresource) and content type."""
+
+    expires_at: AwareDatetime | None = None
+    """When a plan waiting for approval expires (approve mode)."""
 
     observed_generation: Generation | None = None
     """The metadata.generation of the spec last acted on."""

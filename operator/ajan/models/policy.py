@@ -237,10 +237,11 @@ class RemediationSettings(KubeModel):
     """Confidence ladder, highest minConfidence first: the first step the confidence reaches applies."""
 
     cooldown: Duration = "10m"
-    """Least time between two actions on the same Rollout (0s: none)."""
+    """Least time between two actions on the Rollout (0s: none). An escalation to a stronger action
+    is not held back, and annotations neither wait nor count."""
 
     max_actions_per_hour: StrictInt = Field(default=6, ge=0, le=60)
-    """Most actions per hour on the same Rollout, in [0, 60] (0: never act)."""
+    """Most actions per hour on the Rollout, annotations not counted, in [0, 60] (0: never act)."""
 
     approval_timeout: PositiveDuration = "30m"
     """How long a plan waits for approval before it expires (approve mode)."""
@@ -255,6 +256,14 @@ class RemediationSettings(KubeModel):
             lambda s: s.mode is not RemediationMode.AUTO or len(s.ladder) > 0,
         ),
     )
+
+
+class Notification(KubeModel):
+    """Where to announce this policy's plans."""
+
+    webhook_url: Annotated[StrictStr, StringConstraints(pattern=r"^https?://", max_length=2048)]
+    """A URL receiving a JSON summary of each plan when it is proposed and when its action is taken,
+    with a Slack-compatible ``text`` field (a Slack incoming webhook works as is)."""
 
 
 def _cel_shorter(short: str, long: str) -> str:
@@ -306,6 +315,9 @@ class CorrelationPolicySpec(KubeModel):
 
     remediation: RemediationSettings = section(RemediationSettings)
     """Remediation: mode, confidence ladder, rate limits."""
+
+    notification: Notification | None = None
+    """Announce plans to a webhook (optional)."""
 
     cel_rules = (
         Rule(
