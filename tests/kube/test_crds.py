@@ -475,15 +475,17 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
     assert result["kind"] == "Table"
     assert _columns(result) == [
         ("Name", 0), ("Target", 0), ("Action", 0), ("Severity", 0), ("Confidence", 0), ("Phase", 0),
-        ("Age", 0), ("Policy", 1), ("Approved", 1), ("Verdict", 1), ("Executed", 1),
+        ("Age", 0), ("Policy", 1), ("Mode", 1), ("Approved", 1), ("Verdict", 1), ("Executed", 1),
     ]
     [row] = result["rows"]
-    name, target, action, severity, confidence, phase, age, policy, approved, verdict, executed = row["cells"]
+    name, target, action, severity, confidence, phase, age, policy, mode, approved, verdict, executed = row[
+        "cells"
+    ]
     assert (name, target, action, severity, confidence, phase) == (
         "checkout-latency-1", "checkout", "pause", "warning", 0.82, "Proposed"
     )
     assert re.fullmatch(r"\d+s", age)
-    assert (policy, approved, verdict, executed) == ("checkout-latency", None, None, None)
+    assert (policy, mode, approved, verdict, executed) == ("checkout-latency", "dry-run", None, None, None)
 
 
 def test_policy_columns(admin_api: client.ApiClient, namespace: str) -> None:
