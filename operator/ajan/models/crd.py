@@ -1,8 +1,9 @@
 """The CRDs of ajan's resources, generated from the pydantic models, and their reference doc.
 
-``python -m ajan.models.crd`` prints both CRD manifests; ``--write`` writes them to ``crds/`` and
-the reference to ``docs/crds.md``; ``--check`` exits 1, with a diff, when any of those files differs
-from what the models give (``hack/verify-crds.sh``, and a test); ``--docs`` writes only the doc.
+``python -m ajan.models.crd`` prints both CRD manifests; ``--write`` writes them to ``crds/`` (and a
+copy to ``manifests/crds/``) and the reference to ``docs/crds.md``; ``--check`` exits 1, with a
+diff, when any of those files differs from what the models give (``hack/verify-crds.sh``, and a
+test); ``--docs`` writes only the doc.
 
 Pydantic's JSON schema is not a Kubernetes *structural* schema, so :func:`structural_schema`
 rewrites it: ``$ref``/``$defs`` are inlined, ``anyOf [X, null]`` of an optional field becomes X (an
@@ -431,9 +432,14 @@ def docs_markdown() -> str:
 # --- files ---------------------------------------------------------------------------------------------
 
 
+MANIFESTS_CRDS: Final = Path("manifests") / "crds"
+
+
 def generated_files() -> dict[Path, str]:
     """Every generated file (path relative to the repository root) and its expected content."""
     files = {resource.path: crd_yaml(resource) for resource in RESOURCES}
+    # A copy inside manifests/: kustomize loads no file from outside its directory.
+    files.update({MANIFESTS_CRDS / resource.path.name: crd_yaml(resource) for resource in RESOURCES})
     files[DOCS_PATH] = docs_markdown()
     return files
 
