@@ -4,12 +4,13 @@ Run: ``.venv/bin/python hack/bench_operator.py [--rounds 5] [--sizes 1,10,100] [
 
 It starts a local control plane (``hack/kube-up.sh``: etcd + kube-apiserver) with ajan's CRDs and,
 for each size N in turn, a metrics generator with five minutes of backfilled history and a
-Prometheus scraping it every second (the helpers of ``tests/support``), with an ``error_burst``
+Prometheus scraping it every second (`ajan.simulate.stack`), with an ``error_burst``
 fault on the generator's canary from the start of the size's measurement (a fresh stack per size:
 ajan's detector adapts to a lasting fault within a minute or two, after which no policy opens a
 plan). Once one policy's evaluation opens a plan (the warm-up), N CorrelationPolicies like the
-end-to-end tests' (window 3m, step 1s, four metrics, one rung ``minConfidence 0.5 -> pause``,
-dry-run) in a namespace of their own are evaluated at once, ``--rounds`` times: N `PolicyEvaluator`s
+end-to-end tests' (`ajan.simulate.stack.canary_policy`: window 3m, step 1s, four metrics, one rung
+``minConfidence 0.5 -> pause``, dry-run) in a namespace of their own are evaluated at once,
+``--rounds`` times: N `PolicyEvaluator`s
 share one `Runtime` (one HTTP pool, one `KubeStore`, ``--concurrency`` query slots, assessment
 slots and API threads, as ``ajan run`` builds them) and run in one event loop under
 ``asyncio.gather``, as the operator's daemons do when their intervals line up. Before each round
@@ -49,10 +50,8 @@ import math
 import os
 import platform
 import shlex
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,40 +64,31 @@ from typing import Any, Final, TypeVar
 import httpx
 import numpy as np
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
 ROOT: Final = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "operator"))
 
 from ajan.clients.kubernetes import KubeStore  # noqa: E402
 from ajan.clients.prometheus import RangeResult  # noqa: E402
 from ajan.models import GROUP, VERSION  # noqa: E402
-from ajan.models.crd import RESOURCES, crd_manifest  # noqa: E402
 from ajan.services.incident import Outcome  # noqa: E402
 from ajan.services.reconcile import OperatorConfig, PolicyEvaluator, Report, Runtime  # noqa: E402
-from e2e.test_operator import SINGLE_RUNG, policy  # noqa: E402  (the e2e tests' policy, kept in step)
-from support.kube import (  # noqa: E402
-    ESTABLISHED_TIMEOUT_S,
-    _build_binaries,
-    _read_env_lines,
-    _stop,
-    server_side_apply,
-    wait_until,
-)
-from support.prometheus import (  # noqa: E402
-    JOB,
-    SCRAPE_INTERVAL_S,
-    HistoryStack,
-    PrometheusServer,
-    _history_span,
-    start_generator,
-    stop,
+from ajan.simulate.stack import (  # noqa: E402
+    ControlPlane,
+    MetricsStack,
+    apply_crds,
+    canary_policy,
+    install_prometheus,
 )
 
 T = TypeVar("T")
 
 HISTORY_S: Final = 300.0
+#: One rung, as the end-to-end tests' fault tests use: every evaluation of the fault opens a plan.
+SINGLE_RUNG: Final = {
+    "mode": "dry-run",
+    "ladder": [{"minConfidence": 0.5, "severity": "warning", "action": "pause"}],
+}
 #: The fault the policies see: the e2e tests' one, long enough for the whole run.
 FAULT: Final = {"kind": "error_burst", "rate": 0.3, "duration_s": 3600}
 #: How long to wait for a first evaluation that opens a plan after the fault starts.
@@ -289,86 +279,31 @@ class Processes:
 
 @contextlib.contextmanager
 def control_plane() -> Iterator[tuple[Path, int]]:
-    """``hack/kube-up.sh`` (etcd + kube-apiserver, no controller manager).
+    """``hack/kube-up.sh`` (etcd + kube-apiserver, no controller manager), with ajan's CRDs.
 
     Yields the admin kubeconfig and the script's process group (its components run in it).
     """
-    _build_binaries(["etcd", "kube-apiserver"])
     with tempfile.TemporaryDirectory(prefix="ajan-bench-") as tmp:
-        stderr_log = Path(tmp) / "kube-up.stderr.log"
-        with stderr_log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [str(ROOT / "hack" / "kube-up.sh"), "--no-controller-manager"],
-                cwd=ROOT,
-                env={**os.environ, "KUBE_CONTROLLER_MANAGER": "0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,  # its own group: Ctrl-C reaches us only, we stop it in order
-            )
-        kube_dir: Path | None = None
+        plane = ControlPlane.start(Path(tmp))  # its own group: Ctrl-C reaches us only, we stop it
         try:
-            exports = _read_env_lines(proc, stderr_log)
-            kube_dir = Path(exports["AJAN_KUBE_DIR"])
-            yield Path(exports["KUBECONFIG"]), proc.pid
+            with plane.api_client() as api:
+                apply_crds(api)
+            yield plane.admin_kubeconfig, plane.proc.pid
         finally:
-            _stop(proc, kube_dir)
-            assert proc.stdout is not None
-            proc.stdout.close()
-
-
-def apply_crds(api: client.ApiClient) -> None:
-    """ajan's CRDs, server-side applied, Established and served (as the tests' ``crds`` fixture)."""
-    extensions = client.ApiextensionsV1Api(api)
-    custom = client.CustomObjectsApi(api)
-    for resource in RESOURCES:
-        server_side_apply(
-            api,
-            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{resource.crd_name}",
-            crd_manifest(resource),
-        )
-
-        def established(name: str = resource.crd_name) -> bool:
-            crd = api.sanitize_for_serialization(extensions.read_custom_resource_definition(name))
-            conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
-            return conditions.get("Established") == "True"
-
-        def answering(plural: str = resource.plural) -> bool:
-            try:
-                custom.list_cluster_custom_object(GROUP, VERSION, plural)
-            except ApiException as error:
-                if error.status == 404:
-                    return False
-                raise
-            return True
-
-        wait_until(f"CRD {resource.crd_name} Established", established, ESTABLISHED_TIMEOUT_S)
-        wait_until(f"{resource.plural} served", answering, ESTABLISHED_TIMEOUT_S)
+            plane.stop()
 
 
 @contextlib.contextmanager
-def metrics_stack(workdir: Path) -> Iterator[HistoryStack]:
+def metrics_stack(workdir: Path) -> Iterator[MetricsStack]:
     """A generator with `HISTORY_S` of past, and a Prometheus backfilled with it, scraping it live
     every second (what the tests' ``prometheus_with_history`` fixture starts)."""
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        subprocess.run(["bash", str(ROOT / "hack" / "prometheus-install.sh")], check=True, timeout=900)
-    workdir.mkdir(parents=True, exist_ok=True)
-    history = workdir / "history.om"
-    seed, day_seconds = 11, 86400.0  # a real day: a compressed one ramps the load like a fault
-    with contextlib.ExitStack() as cleanup:
-        generator = start_generator(
-            *("--seed", str(seed), "--day-seconds", str(day_seconds), "--job", JOB),
-            *("--history-seconds", str(HISTORY_S), "--history-file", str(history)),
-            *("--scrape-interval", str(SCRAPE_INTERVAL_S)),
-        )
-        cleanup.callback(stop, generator.proc)
-        server = PrometheusServer(
-            "prometheus", workdir, generator.url.removeprefix("http://"), history=history
-        )
-        cleanup.callback(server.stop)
-        server.start(wait_for_scrape=False)
-        first, last = _history_span(history)
-        yield HistoryStack(server, generator, history, HISTORY_S, seed, day_seconds, first, last)
+    install_prometheus()
+    # A real day: a compressed one ramps the load like a fault.
+    stack = MetricsStack.start(workdir, HISTORY_S, seed=11, day_seconds=86400.0)
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 # --- the benchmark --------------------------------------------------------------------------------
@@ -388,7 +323,7 @@ class Namespace:
                 VERSION,
                 self.name,
                 POLICIES,
-                policy(name, remediation=SINGLE_RUNG, prometheus={"url": prometheus_url}),
+                canary_policy(name, remediation=SINGLE_RUNG, prometheus={"url": prometheus_url}),
             )
 
     def reset(self) -> list[dict[str, Any]]:
@@ -643,8 +578,6 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="ajan-bench-prometheus-") as workdir,
         control_plane() as (kubeconfig, kube_group),
     ):
-        with config.new_client_from_config(config_file=str(kubeconfig), persist_config=False) as api:
-            apply_crds(api)
         results = asyncio.run(run(kubeconfig, kube_group, Path(workdir), args))
     print(f"Command: `{command_line(args)}`\n")
     print(f"Environment: {env}\n")
