@@ -5,4 +5,4 @@ The real servers (kube-apiserver + etcd, Prometheus + the metrics generator) are
 itself, as a subprocess, is `support.operator`.
 """
 
-pytest_plugins = ["support.kube", "support.prometheus", "support.operator"]
+pytest_plugins = ["support.kube", "support.prometheus", "support.operator", "support.rollouts"]
