@@ -1,94 +1,473 @@
-"""The analysis core end to end on the bundled canary sample (README's first command).
+"""ajan's main job, live: the operator watches a canary, sees a fault coming, proposes a plan.
 
-Run: ``hack/demo.sh`` (sets up .venv first) or ``.venv/bin/python hack/demo.py``.
+Run: ``hack/demo.sh`` (sets up the machine first) or ``.venv/bin/python hack/demo.py``; ``--csv``
+runs the older demo of the analysis core on the bundled CSV sample (``hack/demo_csv.py``).
 
-It reads samples/canary.csv against samples/canary-baseline.csv and tells what
-ajan sees: when it alerts, which metrics are critical and since when, which
-metric most likely caused it, which metrics lead which, what will move next,
-how the latency tail shifted and which distributions drifted.
+In about two to three minutes, on one machine, with nothing to configure:
+
+1. starts a local control plane (etcd + kube-apiserver, ``hack/kube-up.sh``) and installs ajan's
+   CRDs; a metrics generator for a ``checkout`` service's stable and canary tracks, with five minutes
+   of healthy history backfilled into a real Prometheus that then scrapes it every second; and the
+   operator, ``ajan run``, watching the namespace ``demo``;
+2. applies a CorrelationPolicy (dry-run) on the canary and shows it Ready, with its score and
+   confidence;
+3. injects a ``leading_indicator`` fault (the canary's queue fills first, its latency follows) and
+   narrates what ajan sees: the confidence at each evaluation, the RemediationPlan it proposes with
+   its evidence, escalations (the older plan superseded); then ends the fault and shows the recovery
+   and the plan Resolved;
+4. prints what ``kubectl get correlationpolicies,remediationplans -n demo`` would;
+5. stops everything, on success, error, Ctrl-C or SIGTERM alike, and checks nothing is left.
+
+Exit status: 0 on success; 1 with a one-line error when a step fails or times out; 130 when
+interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime as dt
+import runpy
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any, Final, TypeVar
 
-import numpy as np
+import httpx
 
-from ajan.analysis.anomaly import critical_anomalies, percentile_shift
-from ajan.analysis.correlation import lagged_correlation, top_correlations
-from ajan.analysis.detector import DEFAULT_CONFIG, detect, rank_metrics
-from ajan.analysis.drift import detect_drift
-from ajan.analysis.impact import predict_impact
-from ajan.analysis.robust import robust_location_scale
-from ajan.table import read_table
+ROOT: Final = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "operator"))
 
-ROOT = Path(__file__).resolve().parents[1]
-SLO_METRICS = ("latency_p99_seconds", "error_ratio")
-DAY = 1440  # rows: the sample is sampled once a minute and starts at midnight
+from ajan.models import GROUP, VERSION  # noqa: E402
+from ajan.simulate.stack import (  # noqa: E402
+    CANARY_METRICS,
+    JOB,
+    ControlPlane,
+    MetricsStack,
+    OperatorProcess,
+    StackError,
+    apply_crds,
+    apply_rollout_crd,
+    canary_policy,
+    canary_rollout,
+    install_prometheus,
+    wait_for,
+)
+
+T = TypeVar("T")
+
+NAMESPACE: Final = "demo"
+POLICY: Final = "checkout-canary"
+HISTORY_S: Final = 300.0
+INTERVAL_S: Final = 2.0
+#: The queue depth multiplier grows by `rate` per second; the latency's does too, `lead_s` later.
+FAULT: Final = {"kind": "leading_indicator", "rate": 0.02, "lead_s": 30.0, "duration_s": 900.0}
+#: How long the fault lasts at most once a plan exists, and at least (to show the incident going on).
+ESCALATION_WINDOW_S: Final = 45.0
+INCIDENT_MIN_S: Final = 20.0
+HEALTHY_EVALUATIONS: Final = 5
+#: Deadlines of the story's steps: generous for a loaded 2-core machine; polls end as soon as they can.
+READY_TIMEOUT_S: Final = 120.0
+PLAN_TIMEOUT_S: Final = 150.0
+RESOLVE_TIMEOUT_S: Final = 150.0
+PLANS: Final = "remediationplans"
+POLICIES: Final = "correlationpolicies"
 
 
-def main() -> None:
-    table = read_table(ROOT / "samples" / "canary.csv")
-    base = read_table(ROOT / "samples" / "canary-baseline.csv", columns=table.names).values
-    names = table.names
-    stamps = table.timestamps or tuple(str(i) for i in range(len(table.values)))
-    print(f"ajan demo: {len(table.values)} rows of {', '.join(names)}; baseline {len(base)} rows\n")
+class Story:
+    """Progress lines with the time since the demo started."""
 
-    result = detect(table.values, base)
-    alerts = np.flatnonzero(result.alert)
-    if alerts.size == 0:
-        print("No alert: the canary looks healthy.")
-        return
-    first = int(alerts[0])
-    print(f"1. First alert at {stamps[first]} (score {result.score[first]:.2f}); "
-          f"{alerts.size} alerting rows in all.\n")
+    def __init__(self) -> None:
+        self.started = time.monotonic()
 
-    location = robust_location_scale(base.T).location
-    crit = critical_anomalies(table.values[: first + 1].T, result.zscores[: first + 1].T, names,
-                              location, threshold=DEFAULT_CONFIG.z_half / 2)
-    print("2. Anomalous metrics at the alert:")
-    for a in crit:
-        print(f"   {a.metric:<22} value {a.value:.4g} vs baseline {a.baseline:.4g} "
-              f"(z {a.zscore:+.1f}) since {stamps[a.since]}")
+    def say(self, message: str = "") -> None:
+        """One line (or several, the first stamped) on stdout, flushed at once."""
+        first, *rest = message.splitlines() or [""]
+        print(f"[{time.monotonic() - self.started:6.1f}s] {first}", flush=True)
+        for line in rest:
+            print(f"          {line}", flush=True)
 
-    window = slice(max(0, first - 60), min(len(table.values), first + 60))
-    scores = rank_metrics(table.values, window.start, window.stop, base)
-    order = np.argsort(-scores)
-    print("\n3. Most likely cause (rows around the alert): "
-          + ", ".join(f"{names[i]} {scores[i]:.2f}" for i in order[:3]))
 
-    recent = table.values[max(0, first - 240) : min(len(table.values), first + 120)].T
-    corr = lagged_correlation(np.diff(recent, axis=1), max_lag=15, method="spearman", min_abs_r=0.3)
-    print("\n4. Significant relations in the last hours (first differences, Spearman, lags up to 15 min):")
-    for pair in top_correlations(corr, k=5):
-        lead = f"leads by {pair.lag} min" if pair.lag else "moves with"
-        print(f"   {names[pair.leader]} {lead} {names[pair.follower]} (r {pair.r:+.2f})")
+class Cluster:
+    """The demo's few API calls, as the control plane's admin."""
 
-    z_now = np.nan_to_num(result.zscores[first])
-    slo = [names.index(m) for m in SLO_METRICS]
-    impacts = predict_impact(z_now, lagged_correlation(recent, max_lag=15, min_abs_r=0.3),
-                             anomalous_z=3.0, targets=slo)
-    print("\n5. Predicted impact on the SLO metrics:")
-    for p in impacts:
-        print(f"   {names[p.target]} in ~{p.lag} min via {names[p.source]}: z {p.expected_z:+.1f} "
-              f"[{p.low_z:+.1f}, {p.high_z:+.1f}], breach probability {p.breach_probability:.0%}")
-    if not impacts:
-        print("   none credible yet")
+    def __init__(self, api: Any) -> None:
+        from kubernetes import client
 
-    lat = names.index("latency_p99_seconds")
-    tail = percentile_shift(table.values[first:, lat][None], base[:, lat][None])
-    print(f"\n6. Latency tail since the alert: p95 {tail.current[0, 0]:.3f}s vs {tail.baseline[0, 0]:.3f}s, "
-          f"p99 {tail.current[1, 0]:.3f}s vs {tail.baseline[1, 0]:.3f}s; "
-          f"{tail.exceedance[1, 0]:.0%} of points above the baseline p99 (p = {tail.pvalue[1, 0]:.1e})")
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
 
-    # Compare with the same hours of the baseline days: traffic has a daily shape, and
-    # an afternoon against a whole day would "drift" every day at 3 pm.
-    same_hours = np.arange(len(base)) % DAY >= first % DAY
-    drift = detect_drift(table.values[first:].T, base[same_hours].T)
-    drifted = [f"{names[i]} (PSI {drift.psi[i]:.2f})" for i in np.flatnonzero(drift.drifted)]
-    print(f"\n7. Drifted since the alert (against the same hours of the baseline days): "
-          f"{', '.join(drifted) or 'nothing'}")
+    def create_namespace(self) -> None:
+        self.core.create_namespace({"metadata": {"name": NAMESPACE}})
+
+    def create_rollout(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object("argoproj.io", "v1alpha1", NAMESPACE, "rollouts", body)
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", NAMESPACE, "rollouts", name
+        )
+        return got
+
+    def apply(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, POLICIES, body)
+
+    def policy(self) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, POLICIES, POLICY
+        )
+        return got
+
+    def policies(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, POLICIES
+        )["items"]
+        return items
+
+    def plans(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLANS
+        )["items"]
+        return sorted(items, key=lambda p: p["metadata"]["creationTimestamp"])
+
+
+def condition(policy: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The policy's condition of that type, if any."""
+    conditions = (policy.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), None)
+
+
+def rollout_state(rollout: dict[str, Any]) -> str:
+    """What a person checks on the Rollout: paused, aborted, ajan's annotations."""
+    annotations = {
+        k.removeprefix("aiops.ajan.dev/"): v
+        for k, v in ((rollout.get("metadata") or {}).get("annotations") or {}).items()
+        if k.startswith("aiops.ajan.dev/")
+    }
+    paused = bool((rollout.get("spec") or {}).get("paused"))
+    aborted = bool((rollout.get("status") or {}).get("abort"))
+    return (
+        f"rollout {rollout['metadata']['name']}: spec.paused={paused}, status.abort={aborted}"
+        + (f", annotations {annotations}" if annotations else "")
+    )
+
+
+def bar(value: float, width: int = 20) -> str:
+    """A text gauge of a value in [0, 1]."""
+    filled = round(max(0.0, min(1.0, value)) * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def fmt(value: float) -> str:
+    """A metric value, short."""
+    return f"{value:.3g}"
+
+
+def evidence_lines(evidence: dict[str, Any]) -> list[str]:
+    """A plan's evidence in words: anomalies, relations, predicted impact, drift."""
+    lines = []
+    for a in evidence.get("anomalies") or []:
+        lines.append(
+            f"  anomalous: {a['metric']:<12} {fmt(a['value'])} vs baseline {fmt(a['baseline'])} "
+            f"(z {a['zScore']:+.1f})"
+        )
+    for c in (evidence.get("correlations") or [])[:4]:
+        lead = f"leads by {c['lagSeconds']:g}s" if c["lagSeconds"] else "moves with"
+        lines.append(f"  relation:  {c['leader']} {lead} {c['follower']} (r {c['r']:+.2f})")
+    for p in evidence.get("predictedImpact") or []:
+        lines.append(
+            f"  predicted: {p['metric']} in ~{p['lagSeconds']:g}s: z {p['expectedZ']:+.1f} "
+            f"[{p['lowZ']:+.1f}, {p['highZ']:+.1f}], breach probability {p['breachProbability']:.0%}"
+        )
+    for d in evidence.get("drift") or []:
+        lines.append(f"  drifted:   {d['metric']} (PSI {d['psi']:.2f}, KS p {d['ksPValue']:.1e})")
+    return lines or ["  (no evidence recorded)"]
+
+
+def age(stamp: str, now: dt.datetime) -> str:
+    """kubectl's age format: 45s, 3m12s, 2h5m."""
+    seconds = max(0, int((now - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60}s" if seconds < 600 else f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60}m"
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    """Columns padded as kubectl does (three spaces between)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def kubectl_get(cluster: Cluster) -> list[str]:
+    """What ``kubectl get correlationpolicies,remediationplans -n demo`` prints (the CRDs' columns)."""
+    now = dt.datetime.now(dt.UTC)
+    out = [f"$ kubectl get {POLICIES},{PLANS} -n {NAMESPACE}"]
+    policies = [["NAME", "TARGET", "MODE", "SCORE", "READY", "AGE"]]
+    for p in cluster.policies():
+        spec, status = p["spec"], p.get("status") or {}
+        ready = condition(p, "Ready")
+        score = status.get("anomalyScore")
+        policies.append(
+            [
+                f"correlationpolicy.{GROUP}/{p['metadata']['name']}",
+                spec["targetRef"]["name"],
+                (spec.get("remediation") or {}).get("mode", ""),
+                f"{score:.3g}" if score is not None else "",
+                ready["status"] if ready else "",
+                age(p["metadata"]["creationTimestamp"], now),
+            ]
+        )
+    out += table(policies)
+    plans = [["NAME", "TARGET", "ACTION", "SEVERITY", "CONFIDENCE", "PHASE", "AGE"]]
+    for p in cluster.plans():
+        spec = p["spec"]
+        plans.append(
+            [
+                f"remediationplan.{GROUP}/{p['metadata']['name']}",
+                spec["targetRef"]["name"],
+                spec["action"],
+                spec["severity"],
+                f"{spec['confidence']:.3g}",
+                (p.get("status") or {}).get("phase", ""),
+                age(p["metadata"]["creationTimestamp"], now),
+            ]
+        )
+    out += ["", *table(plans)] if len(plans) > 1 else ["", "No remediationplans found."]
+    return out
+
+
+def live_values(prometheus_url: str) -> str:
+    """The canary's queue depth and p99 latency right now, from Prometheus: the fault made visible."""
+    shown = []
+    for metric in CANARY_METRICS:
+        if metric["name"] not in ("queue-depth", "latency-p99"):
+            continue
+        try:
+            response = httpx.get(
+                f"{prometheus_url}/api/v1/query", params={"query": metric["query"]}, timeout=2
+            )
+            value = float(response.json()["data"]["result"][0]["value"][1])
+        except (httpx.HTTPError, KeyError, IndexError, ValueError):  # a missed scrape: shown as such
+            shown.append(f"{metric['name']} ?")
+            continue
+        shown.append(f"{metric['name']} {fmt(value)}{'s' if metric['name'] == 'latency-p99' else ''}")
+    return ", ".join(shown)
+
+
+class Watch:
+    """Narrates the policy's evaluations and its plans' lives, one poll at a time."""
+
+    def __init__(self, cluster: Cluster, story: Story, prometheus_url: str) -> None:
+        self.cluster = cluster
+        self.story = story
+        self.prometheus_url = prometheus_url
+        self.last_evaluation: str | None = None
+        self.evaluations = 0
+        self.phases: dict[str, str | None] = {}
+        self.plans: dict[str, dict[str, Any]] = {}
+
+    def poll(self) -> dict[str, Any]:
+        """Tell what changed since the last poll; return the policy."""
+        policy = self.cluster.policy()
+        status = policy.get("status") or {}
+        stamp = status.get("lastEvaluationTime")
+        if stamp and stamp != self.last_evaluation and status.get("confidence") is not None:
+            self.last_evaluation = stamp
+            self.evaluations += 1
+            confidence = float(status["confidence"])
+            incident = status.get("incident")
+            note = ""
+            if incident:
+                healthy = incident.get("healthyEvaluations", 0)
+                note = f"  incident {incident['id']}: {incident['action']}"
+                note += f", {healthy} healthy in a row" if healthy else ""
+            self.story.say(
+                f"evaluation: confidence {confidence:.2f} [{bar(confidence)}] "
+                f"score {float(status.get('anomalyScore') or 0):.2f} "
+                f"| {live_values(self.prometheus_url)}{note}"
+            )
+        for plan in self.cluster.plans():
+            name = plan["metadata"]["name"]
+            phase = (plan.get("status") or {}).get("phase")
+            if name not in self.plans:
+                self.plans[name] = plan
+                spec = plan["spec"]
+                self.story.say(
+                    f"plan proposed: {name}: action {spec['action']}, severity {spec['severity']}, "
+                    f"confidence {spec['confidence']:.2f}, mode {spec.get('mode', 'dry-run')}\n"
+                    + "\n".join(evidence_lines(spec.get("evidence") or {}))
+                )
+            self.plans[name] = plan
+            if phase and phase != self.phases.get(name):
+                if name in self.phases:  # the first phase is told with the proposal
+                    message = ""
+                    conditions = (plan.get("status") or {}).get("conditions") or []
+                    if conditions and conditions[0].get("message"):
+                        message = f": {conditions[0]['message']}"
+                    self.story.say(f"plan {name}: {self.phases[name] or 'new'} -> {phase}{message}")
+                    if phase == "Executed":
+                        status = plan.get("status") or {}
+                        self.story.say(
+                            f"  sent {status.get('patchRequest')}: {status.get('dryRunPatch')}\n  "
+                            + rollout_state(self.cluster.rollout(JOB))
+                        )
+                self.phases[name] = phase
+            elif name not in self.phases:
+                self.phases[name] = phase
+        return policy
+
+    def until(self, done: Callable[[dict[str, Any]], T | None], *, timeout: float, what: str) -> T:
+        """Poll and narrate until ``done(policy)`` returns something."""
+        return wait_for(lambda: done(self.poll()), timeout=timeout, what=what, interval=0.5)
+
+
+def story(cleanup: contextlib.ExitStack, say: Story) -> None:
+    """The demo's steps; everything it starts is registered with ``cleanup``."""
+    workdir = Path(tempfile.mkdtemp(prefix="ajan-demo-"))
+    cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+
+    say.say("starting a local control plane: etcd + kube-apiserver (hack/kube-up.sh)")
+    plane = ControlPlane.start(workdir / "kube", show_build_progress=True)
+    cleanup.callback(plane.stop)
+    api = plane.api_client()
+    cleanup.callback(api.close)
+    served = apply_crds(api)
+    apply_rollout_crd(api)
+    cluster = Cluster(api)
+    cluster.create_namespace()
+    cluster.create_rollout(canary_rollout(JOB))
+    say.say(
+        f"control plane ready; CRDs {', '.join(served)} and Argo Rollouts' Rollout established; "
+        f"namespace {NAMESPACE} created with the canary Rollout {JOB} (no Argo controller runs here: "
+        "ajan's patches are what changes it)"
+    )
+
+    say.say(
+        f"starting the metrics generator ({JOB}: stable + canary) with {HISTORY_S / 60:g} minutes of "
+        "healthy history, backfilled into Prometheus"
+    )
+    prometheus = install_prometheus()
+    metrics = MetricsStack.start(
+        workdir / "metrics", HISTORY_S, seed=11, day_seconds=86400.0, binary=prometheus
+    )
+    cleanup.callback(metrics.stop)
+    say.say(
+        f"Prometheus ready at {metrics.url}, scraping the generator at {metrics.generator_url} every second"
+    )
+
+    operator = OperatorProcess(plane.admin_kubeconfig, NAMESPACE, metrics.url, workdir)
+    operator.start()
+    cleanup.callback(operator.stop)
+    say.say(
+        f"ajan run is up, watching namespace {NAMESPACE} (pid {operator.proc.pid if operator.proc else '?'})"
+    )
+
+    metrics_text = ", ".join(
+        f"{m['name']}{' (SLO)' if m.get('role') == 'slo' else ''}" for m in CANARY_METRICS
+    )
+    cluster.apply(canary_policy(POLICY, interval_s=INTERVAL_S, remediation={"mode": "auto"}))
+    say.say(
+        f"applied CorrelationPolicy {POLICY}: target Rollout {JOB}, every {INTERVAL_S:g}s over a 3m window "
+        f"at 1s steps, mode auto (ajan acts on the Rollout itself),\nmetrics {metrics_text};\n"
+        "ladder: confidence 0.5 -> annotate (info), 0.75 -> pause (warning), 0.9 -> abort (critical)"
+    )
+    watch = Watch(cluster, say, metrics.url)
+
+    def ready(policy: dict[str, Any]) -> dict[str, Any] | None:
+        cond = condition(policy, "Ready")
+        return cond if cond and cond["status"] == "True" and watch.evaluations else None
+
+    cond = watch.until(ready, timeout=READY_TIMEOUT_S, what=f"policy {POLICY} Ready")
+    status = cluster.policy().get("status") or {}
+    say.say(
+        f"policy {POLICY} is Ready ({cond['reason']}): "
+        f"anomaly score {float(status.get('anomalyScore') or 0):.2f}, "
+        f"confidence {float(status.get('confidence') or 0):.2f}: a healthy canary"
+    )
+    seen = watch.evaluations
+    watch.until(
+        lambda _: watch.evaluations >= seen + HEALTHY_EVALUATIONS or None,
+        timeout=HEALTHY_EVALUATIONS * INTERVAL_S + 60,
+        what="healthy evaluations",
+    )
+
+    metrics.post_fault(**FAULT)
+    say.say(
+        f"injected a leading_indicator fault on the canary: its queue depth grows {FAULT['rate']:.0%} a "
+        f"second from now, its latency the same way {FAULT['lead_s']:g}s later"
+    )
+    watch.until(lambda _: watch.plans or None, timeout=PLAN_TIMEOUT_S, what="a RemediationPlan")
+    first_plan = time.monotonic()
+
+    def escalated(policy: dict[str, Any]) -> bool:
+        incident = (policy.get("status") or {}).get("incident") or {}
+        elapsed = time.monotonic() - first_plan
+        top = incident.get("action") == "abort"
+        return (top and elapsed > INCIDENT_MIN_S) or elapsed > ESCALATION_WINDOW_S
+
+    watch.until(escalated, timeout=ESCALATION_WINDOW_S + 30, what="the incident to unfold")
+    metrics.clear_faults()
+    say.say("ended the fault: the canary recovers; ajan resolves the incident after 3 healthy evaluations")
+
+    def resolved(policy: dict[str, Any]) -> bool:
+        incident = (policy.get("status") or {}).get("incident")
+        return not incident and any(phase == "Resolved" for phase in watch.phases.values())
+
+    watch.until(resolved, timeout=RESOLVE_TIMEOUT_S, what="the plan Resolved")
+    current = [name for name, phase in watch.phases.items() if phase == "Resolved"]
+    say.say(f"incident over: plan {', '.join(current)} Resolved")
+    say.say(rollout_state(cluster.rollout(JOB)))
+    say.say("\n".join(kubectl_get(cluster)))
+
+
+def main() -> int:
+    """Run the story; return the exit status."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--csv", action="store_true", help="run the analysis core's CSV demo instead")
+    args = parser.parse_args()
+    if args.csv:
+        runpy.run_path(str(ROOT / "hack" / "demo_csv.py"), run_name="__main__")
+        return 0
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the clean-up below
+
+    signal.signal(signal.SIGTERM, terminate)
+    say = Story()
+    cleanup = contextlib.ExitStack()
+    status = 0
+    try:
+        story(cleanup, say)
+    except KeyboardInterrupt:
+        print("demo: interrupted; stopping everything", file=sys.stderr, flush=True)
+        status = 130
+    except StackError as error:
+        print(f"demo: error: {str(error).splitlines()[0]}", file=sys.stderr, flush=True)
+        status = 1
+    except Exception as error:  # an API or HTTP failure: one line too, and the clean-up still runs
+        print(f"demo: error: {type(error).__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
+        status = 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            cleanup.close()
+        except StackError as error:
+            print(f"demo: error while stopping: {str(error).splitlines()[0]}", file=sys.stderr, flush=True)
+            status = 1
+    if status == 0:
+        say.say("stopped the operator, Prometheus, the generator and the control plane; nothing left")
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """``ajan run``: the operator, kopf underneath, configured by flags or environment variables.
 
-The ``run`` subcommand of :mod:`ajan.cli`. Every flag has an environment variable (the Deployment sets those); a flag wins over its variable.
+The ``run`` subcommand of :mod:`ajan.cli`. Every flag has an environment variable (the Deployment
+sets those); a flag wins over its variable.
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="seconds before a Prometheus query counts as failed (env AJAN_QUERY_TIMEOUT; default 10)",
     )
     run.add_argument(
+        "--max-actions-per-hour",
+        type=_positive_int,
+        default=_env("AJAN_MAX_ACTIONS_PER_HOUR", "20"),
+        help="actions on Rollouts the whole operator takes per hour at most, annotations not counted "
+        "(env AJAN_MAX_ACTIONS_PER_HOUR; default 20)",
+    )
+    run.add_argument(
         "--liveness",
         default=_env("AJAN_LIVENESS", DEFAULT_LIVENESS),
         help=f"kopf's liveness endpoint (env AJAN_LIVENESS; default {DEFAULT_LIVENESS}; 'off' for none)",
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         query_timeout_s=args.query_timeout,
         concurrency=args.concurrency,
         redis_url=args.redis_url,
+        max_actions_per_hour=args.max_actions_per_hour,
     )
     kopf.configure(verbose=args.verbose, log_prefix=True)
     logging.getLogger("ajan").setLevel(logging.DEBUG if args.verbose else logging.INFO)

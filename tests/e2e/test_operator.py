@@ -16,92 +16,13 @@ from typing import Any, Final
 import pytest
 from kubernetes import client
 
-from support.operator import OperatorProcess
+from ajan.simulate.stack import CANARY_METRICS, canary_policy
+from support.operator import Cluster, OperatorProcess
 from support.prometheus import HistoryStack, StartWithHistory, wait_for
+from support.rollouts import RolloutKit
 
-GROUP: Final = "aiops.ajan.dev"
-VERSION: Final = "v1alpha1"
 INTERVAL_S: Final = 2.0
-#: Queries on the generator's canary: two SLO metrics and two signals that may lead them.
-METRICS: Final = [
-    {
-        "name": "latency-p99",
-        "role": "slo",
-        "query": "histogram_quantile(0.99, sum by (le) "
-        '(rate(http_request_duration_seconds_bucket{track="canary"}[15s])))',
-    },
-    {
-        "name": "error-ratio",
-        "role": "slo",
-        "query": 'sum(rate(http_requests_total{track="canary",code="500"}[15s])) '
-        '/ sum(rate(http_requests_total{track="canary"}[15s]))',
-    },
-    {"name": "queue-depth", "query": 'sum(queue_depth{track="canary"})'},
-    {"name": "memory", "query": 'sum(process_resident_memory_bytes{track="canary"})'},
-]
-
-
-def policy(name: str, **overrides: Any) -> dict[str, Any]:
-    """A CorrelationPolicy on the generator's canary, evaluated every two seconds."""
-    spec: dict[str, Any] = {
-        "targetRef": {"name": "checkout"},
-        "interval": f"{INTERVAL_S:g}s",
-        "window": "3m",
-        "step": "1s",
-        "metrics": METRICS,
-        "correlation": {"maxLag": "20s"},
-        "remediation": {"mode": "dry-run"},
-    }
-    spec.update(overrides)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CorrelationPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-class Cluster:
-    """The few API calls the tests make, as the admin."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.namespace = namespace
-
-    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "correlationpolicies", body
-        )
-        return created
-
-    def policy(self, name: str) -> dict[str, Any]:
-        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "correlationpolicies", name
-        )
-        return got
-
-    def plans(self) -> list[dict[str, Any]]:
-        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "remediationplans")
-        items: list[dict[str, Any]] = listed["items"]
-        return sorted(items, key=lambda p: p["metadata"]["creationTimestamp"])
-
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        conditions = (self.policy(name).get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == type_), None)
-
-    def evaluations_after(self, name: str, after: str, count: int, timeout: float) -> None:
-        """Wait until the policy was evaluated ``count`` more times after ``after`` (lastEvaluationTime)."""
-        seen: set[str] = set()
-
-        def check() -> bool:
-            stamp = (self.policy(name).get("status") or {}).get("lastEvaluationTime")
-            if stamp and stamp > after:
-                seen.add(stamp)
-            return len(seen) >= count
-
-        wait_for(check, timeout=timeout, what=f"{count} evaluations of {name}", interval=0.5)
-
-
+policy = canary_policy
 HISTORY_S: Final = 300.0
 #: Generous: a loaded 2-core CI machine evaluates late; polls return as soon as the state is there.
 EVALUATIONS_TIMEOUT_S: Final = 180.0
@@ -122,10 +43,14 @@ class Setup:
 def setup(
     admin_api: client.ApiClient,
     namespace: str,
+    rollout_kit: RolloutKit,
     prometheus_with_history: StartWithHistory,
     ajan_operator: Callable[..., OperatorProcess],
 ) -> Setup:
-    """A generator with five minutes of healthy history, its Prometheus, and ``ajan run``."""
+    """The canary's Rollout (Argo's CRD), a generator with five minutes of healthy history, its
+    Prometheus, and ``ajan run``. Policies here are in dry-run mode: plans are recorded, not acted on
+    (test_actions.py acts)."""
+    rollout_kit.create_rollout("checkout")
     # A real day's length: a 10-minute "day" would ramp the load faster than any canary changes.
     stack = prometheus_with_history(HISTORY_S, day_seconds=86400)
     return Setup(Cluster(admin_api, namespace), stack, ajan_operator(stack.url))
@@ -181,7 +106,8 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
     top = spec["evidence"]["anomalies"][0]
     assert top["metric"] == "error-ratio"
     assert top["value"] > 10 * top["baseline"] and top["zScore"] > 0
-    assert status["phase"] == "Proposed"
+    assert status["phase"] == "Executed"  # dry-run: the patch recorded, nothing sent
+    assert status["dryRunPatch"] == '{"spec": {"paused": true}}'
     owner = plan["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "CorrelationPolicy" and owner["name"] == "errors"
     incident = cluster.policy("errors")["status"]["incident"]
@@ -192,7 +118,8 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
 def test_escalation_supersedes_and_recovery_resolves(setup: Setup) -> None:
     cluster, stack = setup.cluster, setup.stack
     ladder = {
-        "mode": "dry-run",
+        # approve: the first plan waits for a person, so an escalation supersedes it.
+        "mode": "approve",
         "recoveryEvaluations": 3,
         "ladder": [
             {"minConfidence": 0.999, "severity": "critical", "action": "abort"},
@@ -263,7 +190,7 @@ def test_prometheus_down_degrades_without_action_and_recovers(setup: Setup) -> N
 
 def test_bad_query_degrades_with_query_failed(setup: Setup) -> None:
     cluster = setup.cluster
-    metrics = [*METRICS, {"name": "by-track", "query": "sum by (track) (queue_depth)"}]
+    metrics = [*CANARY_METRICS, {"name": "by-track", "query": "sum by (track) (queue_depth)"}]
     cluster.apply(policy("ambiguous", metrics=metrics))
 
     def degraded() -> dict[str, Any] | None:
@@ -289,5 +216,5 @@ def test_operator_restart_mid_incident_makes_no_duplicate(setup: Setup) -> None:
     cluster.evaluations_after("restart", stamp, 10, timeout=EVALUATIONS_TIMEOUT_S)
     after = cluster.plans()
     assert [p["metadata"]["name"] for p in after] == [plans[0]["metadata"]["name"]]
-    assert after[0]["status"]["phase"] == "Proposed"
+    assert after[0]["status"]["phase"] == "Executed"  # recorded once (dry-run), not again
     assert cluster.policy("restart")["status"]["incident"]["id"] == incident["id"]

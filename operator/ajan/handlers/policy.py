@@ -7,6 +7,7 @@ hands it a live ``body``, so a spec edit applies from the next evaluation on.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from typing import Any, Final
@@ -35,6 +36,7 @@ async def evaluate_policy(
     runtime: Runtime = memo.runtime
     assert namespace is not None  # a namespaced resource
     evaluator = PolicyEvaluator(runtime, namespace, name, logger)
+    wakeup = runtime.wakeup(namespace, name)
     while not stopped:
         started = time.monotonic()
         try:
@@ -48,4 +50,15 @@ async def evaluate_policy(
                 post = kopf.warn if note.warning else kopf.info
                 post(body, reason=note.reason, message=note.message)
             delay = report.delay_s
-        await stopped.wait(max(0.0, delay - (time.monotonic() - started)))
+        await _sleep(stopped, wakeup, max(0.0, delay - (time.monotonic() - started)))
+
+
+async def _sleep(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: float) -> None:
+    """Wait for the next evaluation: the interval, or a wake-up (an approval), or the daemon's end."""
+    waits = [asyncio.ensure_future(stopped.wait(seconds)), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        wakeup.clear()

@@ -10,6 +10,7 @@ import kopf
 from kubernetes import client, config
 
 from ajan.clients.kubernetes import KubeStore
+from ajan.clients.rollouts import RolloutClient
 from ajan.services.reconcile import OperatorConfig, Runtime
 
 PREFIX = "aiops.ajan.dev"
@@ -50,7 +51,12 @@ async def configure(
         limits=httpx.Limits(max_connections=4 * slots, max_keepalive_connections=2 * slots),
         timeout=operator_config.query_timeout_s,
     )
-    memo.runtime = Runtime(operator_config, http, KubeStore(kube_api_client(), max_workers=slots))
+    memo.runtime = Runtime(
+        operator_config,
+        http,
+        KubeStore(kube_api_client(), max_workers=slots),
+        rollouts=RolloutClient(kube_api_client(), max_workers=max(2, slots // 2)),
+    )
     logger.info(
         "ajan started: default Prometheus %s, concurrency %d",
         operator_config.default_prometheus_url or "(none)",
@@ -65,3 +71,5 @@ async def close(*, memo: kopf.Memo, **_: Any) -> None:
     if runtime is not None:
         await runtime.http.aclose()
         runtime.kube.close()
+        if runtime.rollouts is not None:
+            runtime.rollouts.close()

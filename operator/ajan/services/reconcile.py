@@ -21,6 +21,7 @@ proposed twice and never lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -29,10 +30,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
+from ajan.clients.rollouts import RolloutClient
 from ajan.models import (
     API_VERSION,
     Action,
@@ -40,6 +43,7 @@ from ajan.models import (
     ConditionStatus,
     CorrelationPolicySpec,
     DegradedReason,
+    GitOps,
     Incident,
     LadderStep,
     PlanPhase,
@@ -49,7 +53,8 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.services.assessment import Assessment, assess
-from ajan.services.incident import Decision, Outcome, decide, policy_label
+from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
+from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.window import fetch_window, window_bounds
 
 LABEL_POLICY: Final = "aiops.ajan.dev/policy"
@@ -75,6 +80,8 @@ class OperatorConfig:
     concurrency: int = 8
     #: Where operator feedback is kept; evaluations run without it.
     redis_url: str | None = None
+    #: Actions (annotations not counted) the whole operator takes per hour at most.
+    max_actions_per_hour: int = 20
 
 
 @dataclass(frozen=True)
@@ -126,13 +133,26 @@ class Runtime:
         http: httpx.AsyncClient,
         kube: KubeStore,
         clock: Callable[[], float] = time.time,
+        rollouts: RolloutClient | None = None,
     ) -> None:
         self.config = config
         self.http = http
         self.kube = kube
         self.clock = clock
+        #: Without it plans are only proposed (a benchmark of evaluation alone).
+        self.rollouts = rollouts
+        self.limit = OperatorLimit(config.max_actions_per_hour)
         self._sources: dict[str, _Throttled] = {}
+        self._wakeups: dict[tuple[str, str], asyncio.Event] = {}
         self.analysis_slots = asyncio.Semaphore(config.concurrency)
+
+    def wakeup(self, namespace: str, policy: str) -> asyncio.Event:
+        """The event that wakes a policy's evaluation loop before its interval is up."""
+        return self._wakeups.setdefault((namespace, policy), asyncio.Event())
+
+    def wake(self, namespace: str, policy: str) -> None:
+        """Evaluate the policy now (a person approved or rejected one of its plans)."""
+        self.wakeup(namespace, policy).set()
 
     def source(self, url: str) -> _Throttled:
         """The throttled source for a Prometheus URL (one per URL, made on first use)."""
@@ -204,6 +224,12 @@ class PolicyEvaluator:
         self._loaded = False
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
+        self._gitops_of_plan: dict[str, GitOps | None] = {}
+        self.executor = (
+            Executor(runtime.rollouts, runtime.kube, runtime.limit, runtime.http, namespace, name, self.log)
+            if runtime.rollouts is not None
+            else None
+        )
 
     # --- the evaluation --------------------------------------------------------------------------
 
@@ -251,8 +277,9 @@ class PolicyEvaluator:
             spec.remediation.recovery_evaluations,
             now,
         )
-        notes = await self._carry_out(body, spec, decision, assessment, now)
+        decision, notes = await self._carry_out(body, spec, decision, assessment, now)
         self.incident = decision.incident
+        await self._execute(spec, now)
         conditions = list(status.get("conditions") or [])
         was_degraded = find_condition([Condition.model_validate(c) for c in conditions], "Degraded")
         message = (
@@ -311,6 +338,48 @@ class PolicyEvaluator:
 
     # --- plans -----------------------------------------------------------------------------------
 
+    async def _execute(self, spec: CorrelationPolicySpec, now: datetime) -> None:
+        """Move the policy's pending plans on (after a good evaluation only: never on bad data)."""
+        if self.executor is None or self.runtime.rollouts is None:
+            return
+        selector = f"{LABEL_POLICY}={policy_label(self.name)}"
+        plans = [
+            p for p in await self.runtime.kube.list_plans(self.namespace, selector)
+            if p["spec"]["policyRef"]["name"] == self.name
+        ]  # fmt: skip
+        for note in await self.executor.progress(spec, plans, now):
+            await self._post(note, plans)
+
+    async def _post(self, note: ExecutionNote, plans: list[dict[str, Any]]) -> None:
+        """An execution's Event on its plan, and on the Rollout for an action taken."""
+        client = self.runtime.rollouts
+        assert client is not None
+        kind = "Warning" if note.warning else "Normal"
+        plan = next((p for p in plans if p["metadata"]["name"] == note.plan), None)
+        for obj in (plan, note.rollout):
+            if obj is None:
+                continue
+            meta = obj["metadata"]
+            ref = {
+                "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                "namespace": self.namespace, "uid": meta.get("uid"),
+            }  # fmt: skip
+            try:
+                await client.post_event(self.namespace, ref, note.reason, note.message, kind)
+            except Exception as err:  # an Event is a courtesy: never let it stop the work
+                self.log.warning("could not post event %s on %s: %s", note.reason, meta["name"], err)
+
+    async def _gitops(self, spec: CorrelationPolicySpec) -> GitOps | None:
+        """Whether Argo CD or Flux syncs the target Rollout (None if unknown or unreadable)."""
+        if self.runtime.rollouts is None:
+            return None
+        try:
+            rollout = await self.runtime.rollouts.get(self.namespace, spec.target_ref.name)
+        except ApiException as err:
+            self.log.warning("cannot read rollout %s: HTTP %s", spec.target_ref.name, err.status)
+            return None
+        return gitops_of(rollout) if rollout is not None else None
+
     async def _carry_out(
         self,
         body: Mapping[str, Any],
@@ -318,21 +387,35 @@ class PolicyEvaluator:
         decision: Decision,
         assessment: Assessment,
         now: datetime,
-    ) -> list[Note]:
+    ) -> tuple[Decision, list[Note]]:
         incident = decision.incident
         notes: list[Note] = []
         if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
             assert incident is not None and decision.rung is not None
+            rung = decision.rung
+            gitops = await self._gitops(spec)
+            if gitops is not None and incident.action is Action.ROLLBACK:
+                # The next sync would undo a rollback of spec.template; abort changes only status.
+                incident = incident.model_copy(
+                    update={"action": Action.ABORT, "plan": plan_name(self.name, incident.id, Action.ABORT)}
+                )
+                decision = dataclasses.replace(decision, incident=incident)
+            self._gitops_of_plan[incident.plan] = gitops
             # The intent first: after a crash from here on, the status names the plan to (re)create.
             await self.runtime.kube.patch_policy_status(
                 self.namespace, self.name, {"incident": incident.to_kube(), "lastPlan": incident.plan}
             )
-            created = await self._ensure_plan(body, spec, incident, decision.rung.severity, assessment, now)
+            created = await self._ensure_plan(body, spec, incident, rung.severity, assessment, now)
+            if created and spec.notification is not None:
+                plan = await self.runtime.kube.get_plan(self.namespace, incident.plan)
+                if plan is not None:
+                    await notify(self.runtime.http, spec.notification.webhook_url, self.namespace, plan,
+                                 "proposed", self.log)  # fmt: skip
             if created:
                 notes.append(
                     Note(
                         "PlanProposed",
-                        f"{incident.plan}: {incident.action.value} ({decision.rung.severity.value}), "
+                        f"{incident.plan}: {incident.action.value} ({rung.severity.value}), "
                         f"confidence {assessment.confidence:.2f}",
                     )
                 )
@@ -348,7 +431,7 @@ class PolicyEvaluator:
         elif decision.outcome is Outcome.RESOLVE:
             assert self.incident is not None
             notes += await self._resolve(self.incident, now, spec.remediation.recovery_evaluations)
-        return notes
+        return decision, notes
 
     def _plan_body(
         self,
@@ -388,6 +471,12 @@ class PolicyEvaluator:
                 "severity": severity.value,
                 "confidence": round(assessment.confidence, 4),
                 "evidence": assessment.evidence.to_kube(),
+                "mode": spec.remediation.mode.value,
+                **(
+                    {"gitOps": gitops.to_kube()}
+                    if (gitops := self._gitops_of_plan.get(incident.plan))
+                    else {}
+                ),
             },
         }
 

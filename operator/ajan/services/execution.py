@@ -1,0 +1,566 @@
+"""Carrying out RemediationPlans on their Argo Rollout: by mode, within limits, exactly once.
+
+The policy's evaluation loop calls :meth:`Executor.progress` after each good evaluation (never on
+missing or stale data), so one writer moves a policy's plans on:
+
+* **dry-run**: the patch that would be sent is built from the Rollout as it is and recorded in the
+  plan's status (``dryRunPatch``, ``patchRequest``); the phase becomes Executed; nothing is sent.
+* **approve**: the plan waits in Proposed until a person sets ``spec.approval`` (Approved, then as
+  auto; or Rejected), and expires after ``remediation.approvalTimeout``.
+* **auto**: the action is taken at once, within the limits.
+
+Limits (:func:`throttle`): annotations are free. Other actions wait for ``remediation.cooldown``
+after the policy's last action unless they are stronger (an escalation is never held back); at most
+``remediation.maxActionsPerHour`` per policy, counted from the plans' ``executedAt`` (it survives
+restarts), and at most ``--max-actions-per-hour`` for the whole operator (in memory).
+
+Exactly once: the intent (phase Executing and the exact patch) is written to the plan *before* the
+patch is sent, and the Rollout is read back after it. A plan found in Executing after a restart is
+finished: if the Rollout already shows the patch's effect, it is marked Executed without sending
+again; otherwise the patch is sent. Every patch is idempotent (merge patches of absolute values; a
+rollback is skipped when the template already equals the previous revision's), so the worst case of
+a crash between sending and recording is one identical patch, never a second action.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+from kubernetes.client.rest import ApiException
+
+from ajan.clients import rollouts
+from ajan.models import (
+    Action,
+    ConditionStatus,
+    CorrelationPolicySpec,
+    GitOps,
+    GitOpsManager,
+    PlanPhase,
+    RemediationMode,
+    parse_duration,
+)
+from ajan.services.incident import ACTION_RANK
+
+#: Plans the executor still has to move on.
+PENDING: Final = frozenset(
+    {None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value, PlanPhase.EXECUTING.value}
+)
+HOUR: Final = timedelta(hours=1)
+#: Argo CD marks what it syncs with a tracking label (default) or annotation; Flux with its owner labels.
+ARGOCD_LABEL: Final = "app.kubernetes.io/instance"
+ARGOCD_ANNOTATION: Final = "argocd.argoproj.io/tracking-id"
+FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+# --- pure decisions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Why an action must wait, and until when."""
+
+    reason: str
+    message: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Taken:
+    """An action the policy took: when, and which."""
+
+    at: datetime
+    action: Action
+
+
+def throttle(
+    action: Action,
+    history: Sequence[Taken],
+    cooldown: timedelta,
+    max_per_hour: int,
+    now: datetime,
+) -> Throttle | None:
+    """Whether ``action`` must wait, given the policy's past actions (:mod:`ajan.services.execution`)."""
+    if action in (Action.ANNOTATE, Action.NONE):
+        return None
+    disruptive = sorted(
+        (t for t in history if t.action not in (Action.ANNOTATE, Action.NONE)), key=lambda t: t.at
+    )
+    last_hour = [t for t in disruptive if now - t.at < HOUR]
+    if len(last_hour) >= max_per_hour:
+        until = last_hour[0].at + HOUR if last_hour else now + HOUR
+        return Throttle(
+            "RateLimited",
+            f"{len(last_hour)} actions in the last hour, remediation.maxActionsPerHour is {max_per_hour}",
+            until,
+        )
+    if disruptive:
+        last = disruptive[-1]
+        if now - last.at < cooldown and ACTION_RANK[action] <= ACTION_RANK[last.action]:
+            return Throttle(
+                "CoolingDown",
+                f"{last.action.value} at {_iso(last.at)}; "
+                f"remediation.cooldown is {cooldown.total_seconds():g}s",
+                last.at + cooldown,
+            )
+    return None
+
+
+def gitops_of(rollout: Mapping[str, Any]) -> GitOps | None:
+    """Whether a GitOps controller syncs the Rollout, from its tracking label or annotation."""
+    meta = rollout.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    name = meta.get("name", "the rollout")
+    revert = (
+        f"revert the commit that introduced the canary's image in the repository the controller syncs, "
+        f"so that the next sync brings {name} back to the stable version"
+    )
+    if ARGOCD_ANNOTATION in annotations or ARGOCD_LABEL in labels:
+        source = (
+            f"{ARGOCD_ANNOTATION}={annotations[ARGOCD_ANNOTATION]}"
+            if ARGOCD_ANNOTATION in annotations
+            else f"{ARGOCD_LABEL}={labels[ARGOCD_LABEL]}"
+        )
+        return GitOps(
+            manager=GitOpsManager.ARGOCD,
+            source=source,
+            note="Argo CD syncs this Rollout: a rollback of spec.template would be reverted by the next sync "
+            "(or mark the application OutOfSync); abort, which only changes status, is preferred.",
+            suggestion=f"In Git: {revert}; or `argocd app rollback` to the last healthy revision.",
+        )
+    for label in FLUX_LABELS:
+        if label in labels:
+            return GitOps(
+                manager=GitOpsManager.FLUX,
+                source=f"{label}={labels[label]}",
+                note="Flux reconciles this Rollout: a rollback of spec.template would be reverted at the "
+                "next "
+                "reconciliation; abort, which only changes status, is preferred.",
+                suggestion=f"In Git: {revert}; or suspend the Flux Kustomization/HelmRelease before a "
+                "rollback.",
+            )
+    return None
+
+
+def history_of(plans: Sequence[Mapping[str, Any]]) -> list[Taken]:
+    """The actions the plans record as taken (dry-run plans took none)."""
+    taken = []
+    for plan in plans:
+        status = plan.get("status") or {}
+        at = _parse(status.get("executedAt"))
+        spec = plan.get("spec") or {}
+        if at is not None and spec.get("mode") != RemediationMode.DRY_RUN.value:
+            taken.append(Taken(at, Action(spec["action"])))
+    return taken
+
+
+class OperatorLimit:
+    """The operator-wide limit on actions per hour (in memory: it starts afresh after a restart)."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._times: collections.deque[datetime] = collections.deque()
+
+    def _prune(self, now: datetime) -> None:
+        while self._times and now - self._times[0] >= HOUR:
+            self._times.popleft()
+
+    def allows(self, now: datetime) -> bool:
+        """Whether one more action fits in the last hour."""
+        self._prune(now)
+        return len(self._times) < self.per_hour
+
+    def record(self, now: datetime) -> None:
+        """Count an action taken now."""
+        self._times.append(now)
+
+
+def condition(
+    type_: str, status: ConditionStatus, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """A condition dict, ready for a status patch."""
+    return {"type": type_, "status": status.value, "reason": reason, "message": message[:32768],
+            "lastTransitionTime": _iso(now)}  # fmt: skip
+
+
+def with_condition(existing: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``existing`` with ``new`` replacing the condition of its type; the transition time kept if the
+    status did not change."""
+    out = []
+    for c in existing:
+        if c.get("type") == new["type"]:
+            if c.get("status") == new["status"]:
+                new = {**new, "lastTransitionTime": c.get("lastTransitionTime", new["lastTransitionTime"])}
+            continue
+        out.append(dict(c))
+    return [*out, dict(new)]
+
+
+def describe_request(namespace: str, name: str, patch: rollouts.RolloutPatch) -> str:
+    """Method, path and content type of the request that carries ``patch``."""
+    path = f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/rollouts/{name}"
+    return f"PATCH {path}{'/' + patch.subresource if patch.subresource else ''} ({patch.content_type})"
+
+
+def approval_command(namespace: str, plan: str) -> str:
+    """How a person approves a plan (the message of an AwaitingApproval condition)."""
+    body = '{"spec":{"approval":{"approved":true,"by":"YOUR-NAME"}}}'
+    return f"kubectl -n {namespace} patch remediationplan {plan} --type merge -p '{body}'"
+
+
+# --- carrying plans out ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecutionNote:
+    """Something worth an Event on the plan (and on the Rollout, for an action taken)."""
+
+    plan: str
+    reason: str
+    message: str
+    warning: bool = False
+    rollout: Mapping[str, Any] | None = None
+    """The Rollout acted on, when the note is about an action on it (an Event goes there too)."""
+
+
+class Executor:
+    """Moves one policy's plans on (see the module docstring); the policy's evaluation loop owns it."""
+
+    def __init__(
+        self,
+        client: rollouts.RolloutClient,
+        store: Any,
+        limit: OperatorLimit,
+        http: httpx.AsyncClient | None,
+        namespace: str,
+        policy: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.limit = limit
+        self.http = http
+        self.namespace = namespace
+        self.policy = policy
+        self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("ajan.execution")
+
+    async def progress(
+        self, spec: CorrelationPolicySpec, plans: Sequence[Mapping[str, Any]], now: datetime
+    ) -> list[ExecutionNote]:
+        """Move every pending plan of the policy on by one step (or to its end)."""
+        notes: list[ExecutionNote] = []
+        history = history_of(plans)
+        for plan in plans:
+            phase = (plan.get("status") or {}).get("phase")
+            if phase not in PENDING:
+                continue
+            # `history` grows with each action taken, so the limits hold within one call too.
+            notes += await self._progress_one(spec, plan, history, now)
+        return notes
+
+    async def _progress_one(
+        self,
+        spec: CorrelationPolicySpec,
+        plan: Mapping[str, Any],
+        history: list[Taken],
+        now: datetime,
+    ) -> list[ExecutionNote]:
+        name = plan["metadata"]["name"]
+        pspec = plan["spec"]
+        status = dict(plan.get("status") or {})
+        phase = status.get("phase")
+        mode = RemediationMode(pspec.get("mode", RemediationMode.DRY_RUN.value))
+        if phase in (None, PlanPhase.PROPOSED.value) and mode is RemediationMode.APPROVE:
+            approval = pspec.get("approval")
+            if approval is None:
+                return await self._await_approval(plan, spec, now)
+            if not approval.get("approved"):
+                await self._set(
+                    plan,
+                    PlanPhase.REJECTED,
+                    now,
+                    condition(
+                        "Rejected",
+                        ConditionStatus.TRUE,
+                        "Rejected",
+                        f"rejected by {approval.get('by')}",
+                        now,
+                    ),
+                    resolved=True,
+                )
+                return [ExecutionNote(name, "PlanRejected", f"{name}: rejected by {approval.get('by')}")]
+            await self._set(
+                plan,
+                PlanPhase.APPROVED,
+                now,
+                condition(
+                    "Approved", ConditionStatus.TRUE, "Approved", f"approved by {approval.get('by')}", now
+                ),
+            )
+        return await self._execute(spec, plan, mode, history, now)
+
+    async def _await_approval(
+        self, plan: Mapping[str, Any], spec: CorrelationPolicySpec, now: datetime
+    ) -> list[ExecutionNote]:
+        name = plan["metadata"]["name"]
+        status = plan.get("status") or {}
+        expires = _parse(status.get("expiresAt"))
+        if expires is None:
+            proposed = _parse(status.get("proposedAt")) or now
+            expires = proposed + parse_duration(spec.remediation.approval_timeout)
+            waiting = condition(
+                "AwaitingApproval", ConditionStatus.TRUE, "AwaitingApproval",
+                f"approve or reject before {_iso(expires)}: {approval_command(self.namespace, name)}", now,
+            )  # fmt: skip
+            await self.store.patch_plan_status(self.namespace, name, {
+                "expiresAt": _iso(expires),
+                "conditions": with_condition(status.get("conditions") or [], waiting),
+            })  # fmt: skip
+            return [
+                ExecutionNote(name, "AwaitingApproval", f"{name} waits for approval until {_iso(expires)}")
+            ]
+        if now >= expires:
+            await self._set(plan, PlanPhase.EXPIRED, now, condition(
+                "Expired", ConditionStatus.TRUE, "ApprovalTimeout",
+                f"no approval within remediation.approvalTimeout ({spec.remediation.approval_timeout})", now,
+            ), resolved=True)  # fmt: skip
+            return [ExecutionNote(name, "PlanExpired", f"{name}: no approval in time", warning=True)]
+        return []
+
+    async def _set(
+        self,
+        plan: Mapping[str, Any],
+        phase: PlanPhase,
+        now: datetime,
+        cond: Mapping[str, Any],
+        *,
+        resolved: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        status = dict(plan.get("status") or {})
+        conditions = with_condition(status.get("conditions") or [], cond)
+        patch: dict[str, Any] = {"phase": phase.value, "conditions": conditions, **(extra or {})}
+        if resolved:
+            patch["resolvedAt"] = _iso(now)
+        updated = await self.store.patch_plan_status(self.namespace, plan["metadata"]["name"], patch)
+        # Later steps of the same call see what was just written.
+        if isinstance(plan, dict) and isinstance(updated, dict) and "status" in updated:
+            plan["status"] = updated["status"]
+
+    async def _execute(
+        self,
+        spec: CorrelationPolicySpec,
+        plan: Mapping[str, Any],
+        mode: RemediationMode,
+        history: list[Taken],
+        now: datetime,
+    ) -> list[ExecutionNote]:
+        name = plan["metadata"]["name"]
+        pspec = plan["spec"]
+        action = Action(pspec["action"])
+        target = pspec["targetRef"]["name"]
+        executing = (plan.get("status") or {}).get("phase") == PlanPhase.EXECUTING.value
+        if target != spec.target_ref.name:
+            # Never touch a Rollout the policy does not name (a plan edited, or the policy retargeted).
+            await self._fail(
+                plan,
+                now,
+                "TargetMismatch",
+                f"the plan targets {target}, the policy {spec.target_ref.name}: not acting",
+            )
+            return [
+                ExecutionNote(name, "TargetMismatch", f"{name}: target is not the policy's", warning=True)
+            ]
+        try:
+            rollout = await self.client.get(self.namespace, target)
+            patch = await self._build(plan, action, rollout)
+        except ApiException as err:
+            return await self._api_error(plan, now, err, "reading")
+        except rollouts.RolloutError as err:
+            await self._fail(plan, now, type(err).__name__.removesuffix("Error"), str(err))
+            return [ExecutionNote(name, "CannotAct", f"{name}: {err}", warning=True)]
+        request = describe_request(self.namespace, target, patch) if patch else None
+        recorded = {
+            "dryRunPatch": patch.render() if patch else "",
+            "patchRequest": request or "none: already in place",
+        }
+
+        if mode is RemediationMode.DRY_RUN:
+            await self._set(plan, PlanPhase.EXECUTED, now, condition(
+                "DryRun", ConditionStatus.TRUE, "DryRun", "not sent (dry-run mode): see dryRunPatch", now,
+            ), extra={**recorded, "executedAt": _iso(now)})  # fmt: skip
+            await self._notify(spec, plan, "recorded (dry-run)")
+            return [ExecutionNote(name, "DryRun", f"{name}: would send {request}: {recorded['dryRunPatch']}")]
+
+        if not executing:
+            wait = throttle(
+                action, history, parse_duration(spec.remediation.cooldown),
+                spec.remediation.max_actions_per_hour, now,
+            )  # fmt: skip
+            if wait is None and action is not Action.ANNOTATE and not self.limit.allows(now):
+                wait = Throttle(
+                    "OperatorRateLimited",
+                    f"the operator's --max-actions-per-hour ({self.limit.per_hour}) is reached",
+                    now + HOUR,
+                )
+            if wait is not None:
+                cond = condition(
+                    "Throttled",
+                    ConditionStatus.TRUE,
+                    wait.reason,
+                    f"{wait.message}; next try after {_iso(wait.until)}",
+                    now,
+                )
+                status = plan.get("status") or {}
+                known = next(
+                    (c for c in status.get("conditions") or [] if c.get("type") == "Throttled"), None
+                )
+                if known is None or known.get("reason") != wait.reason or known.get("status") != "True":
+                    await self.store.patch_plan_status(
+                        self.namespace,
+                        name,
+                        {"conditions": with_condition(status.get("conditions") or [], cond)},
+                    )
+                    return [ExecutionNote(name, wait.reason, f"{name}: {cond['message']}")]
+                return []
+            # The intent, before anything is sent: after a crash from here on, the plan says what to finish.
+            await self._set(
+                plan,
+                PlanPhase.EXECUTING,
+                now,
+                condition("Executing", ConditionStatus.TRUE, "Sending", f"{request}", now),
+                extra=recorded,
+            )
+
+        try:
+            if patch is not None and not rollouts.applied(rollout, patch):
+                if patch.type == "json":  # a rollback: re-read, re-decide and retry on conflict
+                    await self.client.rollback(self.namespace, target)
+                else:
+                    await self.client.apply(self.namespace, target, patch)
+            after = await self.client.get(self.namespace, target)
+        except ApiException as err:
+            return await self._api_error(plan, now, err, "patching")
+        except rollouts.RolloutError as err:  # conflicts beyond the retries: try again next time
+            self.log.warning("plan %s: %s; retrying at the next evaluation", name, err)
+            return []
+        if patch is not None and not rollouts.applied(after, patch):
+            await self._fail(
+                plan, now, "NotApplied", "the Rollout does not show the patch's effect after it was sent"
+            )
+            return [ExecutionNote(name, "NotApplied", f"{name}: not applied", warning=True)]
+        await self._set(plan, PlanPhase.EXECUTED, now, condition(
+            "Executed", ConditionStatus.TRUE, "Applied",
+            f"{action.value} applied to rollout {target}" if patch else "nothing to send: in place", now,
+        ), extra={"executedAt": _iso(now)})  # fmt: skip
+        if action is not Action.ANNOTATE:
+            self.limit.record(now)
+        history.append(Taken(now, action))
+        await self._notify(spec, plan, "executed")
+        message = f"{action.value} by plan {name} (confidence {float(pspec['confidence']):.2f})"
+        return [ExecutionNote(name, f"Action{action.value.capitalize()}", message, rollout=after)]
+
+    async def _build(
+        self, plan: Mapping[str, Any], action: Action, rollout: Mapping[str, Any]
+    ) -> rollouts.RolloutPatch | None:
+        name = plan["metadata"]["name"]
+        confidence = float(plan["spec"]["confidence"])
+        if action is Action.ANNOTATE:
+            return rollouts.annotate(name, action.value, confidence)
+        if action is Action.PAUSE:
+            return rollouts.pause()
+        if action is Action.ABORT:
+            return rollouts.abort()
+        if action is Action.ROLLBACK:
+            replicasets = await self.client.replicasets(self.namespace, rollout)
+            return rollouts.rollback(rollout, replicasets)
+        return None
+
+    async def _fail(self, plan: Mapping[str, Any], now: datetime, reason: str, message: str) -> None:
+        self.log.warning("plan %s failed (%s): %s", plan["metadata"]["name"], reason, message)
+        await self._set(
+            plan,
+            PlanPhase.FAILED,
+            now,
+            condition("Failed", ConditionStatus.TRUE, reason, message, now),
+            resolved=True,
+        )
+
+    async def _api_error(
+        self, plan: Mapping[str, Any], now: datetime, err: ApiException, doing: str
+    ) -> list[ExecutionNote]:
+        name = plan["metadata"]["name"]
+        reason = {403: "Forbidden", 404: "RolloutNotFound", 422: "Invalid"}.get(err.status or 0)
+        message = f"{doing} the Rollout: HTTP {err.status} {err.reason}: {(err.body or '')[:500]}"
+        if reason is not None:  # will not get better by itself
+            await self._fail(plan, now, reason, message)
+            return [ExecutionNote(name, reason, f"{name}: {message}", warning=True)]
+        # Conflicts beyond the retries, timeouts, a 5xx: the intent is recorded; try again next time.
+        self.log.warning("plan %s: %s; retrying at the next evaluation", name, message)
+        return []
+
+    async def _notify(self, spec: CorrelationPolicySpec, plan: Mapping[str, Any], what: str) -> None:
+        if spec.notification is None or self.http is None:
+            return
+        await notify(self.http, spec.notification.webhook_url, self.namespace, plan, what, self.log)
+
+
+def summary_text(namespace: str, plan: Mapping[str, Any], what: str) -> str:
+    """One line for a person: which plan, what happened, on what, how sure."""
+    spec = plan["spec"]
+    top = ", ".join(
+        f"{a['metric']} z={float(a['zScore']):+.1f}"
+        for a in (spec.get("evidence") or {}).get("anomalies", [])[:3]
+    )
+    return (
+        f"ajan: plan {namespace}/{plan['metadata']['name']} {what}: {spec['action']} on rollout "
+        f"{spec['targetRef']['name']} ({spec['severity']}, confidence {float(spec['confidence']):.2f}, "
+        f"mode {spec.get('mode', 'dry-run')})" + (f"; anomalous: {top}" if top else "")
+    )
+
+
+async def notify(
+    http: httpx.AsyncClient,
+    url: str,
+    namespace: str,
+    plan: Mapping[str, Any],
+    what: str,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+) -> bool:
+    """POST a plan's summary to a webhook (Slack-compatible ``text``); never raises, True if accepted."""
+    spec = plan["spec"]
+    body = {
+        "text": summary_text(namespace, plan, what),
+        "event": what,
+        "plan": plan["metadata"]["name"],
+        "namespace": namespace,
+        "policy": spec["policyRef"]["name"],
+        "target": spec["targetRef"]["name"],
+        "action": spec["action"],
+        "severity": spec["severity"],
+        "confidence": spec["confidence"],
+        "mode": spec.get("mode"),
+        "phase": (plan.get("status") or {}).get("phase"),
+    }
+    try:
+        response = await http.post(url, json=body, timeout=5.0)
+    except httpx.HTTPError as err:
+        log.warning("webhook %s failed: %s: %s", url, type(err).__name__, err)
+        return False
+    if response.status_code >= 300:
+        log.warning("webhook %s answered HTTP %d", url, response.status_code)
+        return False
+    return True

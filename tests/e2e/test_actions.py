@@ -1,0 +1,395 @@
+"""Acting on Argo Rollouts, end to end: ``ajan run`` under manifests/' role, Argo's own Rollout CRD.
+
+Each test: a namespace with a Rollout (Argo's CRD from its Go module), a metrics generator with
+five minutes of healthy history and its Prometheus, a policy, and ``ajan run`` authenticated as the
+restricted identity bound (in the namespace) to exactly the ClusterRole in manifests/rbac.yaml: a
+verb missing from the role fails these tests. The metrics are the generator's canary, so a fault
+injected there is what the policy sees.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import yaml
+from kubernetes import client
+
+from ajan.simulate.stack import canary_policy as policy
+from support.kube import Kube, server_side_apply
+from support.operator import Cluster, OperatorProcess
+from support.prometheus import HistoryStack, StartWithHistory, wait_for
+from support.rollouts import RolloutKit
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+ROLE: Final = ROOT / "manifests" / "rbac.yaml"
+PAUSE_LADDER: Final = [{"minConfidence": 0.5, "severity": "warning", "action": "pause"}]
+#: Generous: a loaded 2-core CI machine evaluates late; polls return as soon as the state is there.
+TIMEOUT: Final = 180.0
+
+
+@dataclass
+class Webhook:
+    """A local HTTP endpoint that records the JSON bodies posted to it."""
+
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Webhook(f"http://127.0.0.1:{server.server_address[1]}/hook", received)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def bind_role(api: client.ApiClient, namespace: str) -> None:
+    """manifests/' ClusterRole (applied as is) bound to the restricted identity in ``namespace``."""
+    role = next(d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "ClusterRole")
+    server_side_apply(
+        api, f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role['metadata']['name']}", role
+    )
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "ajan", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"kind": "User", "name": "ajan-restricted", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    server_side_apply(
+        api, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings/ajan", binding
+    )
+
+
+@dataclass
+class Env:
+    cluster: Cluster
+    kit: RolloutKit
+    stack: HistoryStack
+    start_operator: Callable[[], OperatorProcess]
+    api: client.ApiClient
+    namespace: str
+
+
+@pytest.fixture
+def env(
+    kube: Kube,
+    admin_api: client.ApiClient,
+    namespace: str,
+    rollout_kit: RolloutKit,
+    prometheus_with_history: StartWithHistory,
+    ajan_operator: Callable[..., OperatorProcess],
+) -> Env:
+    bind_role(admin_api, namespace)
+    stack = prometheus_with_history(300.0, day_seconds=86400)
+
+    def start() -> OperatorProcess:
+        return ajan_operator(stack.url, kubeconfig=kube.restricted_kubeconfig)
+
+    return Env(Cluster(admin_api, namespace), rollout_kit, stack, start, admin_api, namespace)
+
+
+def remediation(mode: str, ladder: list[dict[str, Any]] = PAUSE_LADDER, **more: Any) -> dict[str, Any]:
+    return {"mode": mode, "ladder": ladder, **more}
+
+
+def plan_in(cluster: Cluster, phase: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        return next((p for p in cluster.plans() if (p.get("status") or {}).get("phase") == phase), None)
+
+    return check
+
+
+def events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    listed = client.CoreV1Api(api).list_namespaced_event(namespace)
+    found: list[dict[str, Any]] = [
+        api.sanitize_for_serialization(e) for e in listed.items if e.involved_object.name == name
+    ]
+    return found
+
+
+def unchanged(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return bool(before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"])
+
+
+def settle(cluster: Cluster, name: str, evaluations: int = 5) -> None:
+    stamp = cluster.policy(name)["status"]["lastEvaluationTime"]
+    cluster.evaluations_after(name, stamp, evaluations, timeout=TIMEOUT)
+
+
+def test_auto_pause_acts_once_announces_it_and_touches_nothing_else(env: Env, webhook: Webhook) -> None:
+    target = env.kit.create_rollout("checkout")
+    other = env.kit.create_rollout("other")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto"), notification={"webhookUrl": webhook.url}))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the plan executed", interval=1.0)
+    name = plan["metadata"]["name"]
+    assert plan["spec"]["mode"] == "auto" and plan["spec"]["action"] == "pause"
+    assert plan["status"]["dryRunPatch"] == '{"spec": {"paused": true}}'
+    assert plan["status"]["patchRequest"].endswith(
+        f"/namespaces/{env.namespace}/rollouts/checkout (application/merge-patch+json)"
+    )
+    assert plan["status"]["executedAt"]
+    paused = env.kit.get("checkout")
+    assert paused["spec"]["paused"] is True
+    assert paused["metadata"]["generation"] == target["metadata"]["generation"] + 1
+    managers = {m["manager"] for m in paused["metadata"]["managedFields"]}
+    assert "ajan" in managers
+    # Nothing but the pause changed: the spec is the old one plus paused.
+    assert {k: v for k, v in paused["spec"].items() if k != "paused"} == target["spec"]
+    assert unchanged(other, env.kit.get("other"))
+
+    settle(env.cluster, "p")
+    assert env.kit.get("checkout")["metadata"]["resourceVersion"] == paused["metadata"]["resourceVersion"]
+    on_rollout = [e for e in events(env.api, env.namespace, "checkout") if e["reason"] == "ActionPause"]
+    on_plan = [e for e in events(env.api, env.namespace, name) if e["reason"] == "ActionPause"]
+    assert len(on_rollout) == 1 and len(on_plan) == 1, (on_rollout, on_plan)
+    assert on_rollout[0]["involvedObject"]["kind"] == "Rollout" and name in on_rollout[0]["message"]
+    assert [p["metadata"]["name"] for p in env.cluster.plans()] == [name]
+    said = {body["event"]: body for body in webhook.received}
+    assert set(said) >= {"proposed", "executed"}, webhook.received
+    assert name in said["executed"]["text"] and "pause on rollout checkout" in said["executed"]["text"]
+
+
+def test_dry_run_records_the_exact_patch_and_changes_nothing(env: Env) -> None:
+    ladder = [{"minConfidence": 0.5, "severity": "critical", "action": "abort"}]
+    before = env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("dry-run", ladder)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the dry run", interval=1.0)
+    status = plan["status"]
+    assert status["dryRunPatch"] == '{"status": {"abort": true}}'
+    assert status["patchRequest"].endswith("/rollouts/checkout/status (application/merge-patch+json)")
+    assert any(c["type"] == "DryRun" and c["status"] == "True" for c in status["conditions"])
+    settle(env.cluster, "p", 3)
+    assert unchanged(before, env.kit.get("checkout"))
+
+
+def test_approve_waits_then_acts_once(env: Env) -> None:
+    before = env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("approve")))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+
+    def awaiting() -> dict[str, Any] | None:
+        plan = plan_in(env.cluster, "Proposed")()
+        conditions = ((plan or {}).get("status") or {}).get("conditions") or []
+        return plan if any(c["type"] == "AwaitingApproval" for c in conditions) else None
+
+    plan = wait_for(awaiting, timeout=TIMEOUT, what="a plan awaiting approval", interval=1.0)
+    name = plan["metadata"]["name"]
+    message = next(c for c in plan["status"]["conditions"] if c["type"] == "AwaitingApproval")["message"]
+    assert f"kubectl -n {env.namespace} patch remediationplan {name} --type merge" in message
+    assert plan["status"]["expiresAt"]
+    settle(env.cluster, "p", 3)
+    assert unchanged(before, env.kit.get("checkout"))
+    assert env.cluster.plans()[0]["status"]["phase"] == "Proposed"
+
+    env.cluster.custom.patch_namespaced_custom_object(
+        "aiops.ajan.dev", "v1alpha1", env.namespace, "remediationplans", name,
+        {"spec": {"approval": {"approved": True, "by": "alice@example.com"}}},
+    )  # fmt: skip
+    done = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the approved plan executed")
+    assert any(
+        c["type"] == "Approved" and "alice@example.com" in c["message"] for c in done["status"]["conditions"]
+    )
+    assert env.kit.get("checkout")["spec"]["paused"] is True
+    settle(env.cluster, "p", 3)
+    pauses = [e for e in events(env.api, env.namespace, "checkout") if e["reason"] == "ActionPause"]
+    assert len(pauses) == 1
+
+
+def test_unapproved_plan_expires_and_nothing_happens(env: Env) -> None:
+    before = env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("approve", approvalTimeout="4s")))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Expired"), timeout=TIMEOUT, what="the plan expired", interval=1.0)
+    assert any(c["reason"] == "ApprovalTimeout" for c in plan["status"]["conditions"])
+    assert plan["status"]["resolvedAt"]
+    assert unchanged(before, env.kit.get("checkout"))
+
+
+def test_rate_limit_holds_an_escalation_in_a_storm(env: Env) -> None:
+    ladder = [
+        {"minConfidence": 0.999, "severity": "critical", "action": "abort"},
+        {"minConfidence": 0.3, "severity": "warning", "action": "pause"},
+    ]
+    env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto", ladder, maxActionsPerHour=1)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="latency_creep", rate=0.02, duration_s=600)
+    wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the pause", interval=1.0)
+    env.stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
+
+    def throttled() -> dict[str, Any] | None:
+        for plan in env.cluster.plans():
+            for c in (plan.get("status") or {}).get("conditions") or []:
+                if c["type"] == "Throttled" and c["reason"] == "RateLimited":
+                    return plan
+        return None
+
+    plan = wait_for(throttled, timeout=TIMEOUT, what="the abort held back", interval=1.0)
+    assert plan["spec"]["action"] == "abort" and plan["status"]["phase"] == "Proposed"
+    settle(env.cluster, "p", 3)
+    rollout = env.kit.get("checkout")
+    assert rollout["spec"]["paused"] is True
+    assert not (rollout.get("status") or {}).get("abort")
+
+
+def _plan(namespace: str, name: str, target: str, phase: str | None, mode: str = "auto") -> dict[str, Any]:
+    return {
+        "apiVersion": "aiops.ajan.dev/v1alpha1",
+        "kind": "RemediationPlan",
+        "metadata": {"name": name, "labels": {"aiops.ajan.dev/policy": "p", "aiops.ajan.dev/incident": "x1"}},
+        "spec": {
+            "policyRef": {"name": "p"}, "targetRef": {"name": target}, "action": "pause",
+            "severity": "warning", "confidence": 0.8, "mode": mode,
+        },
+    }  # fmt: skip
+
+
+def _create_plan(env: Env, name: str, target: str, status: dict[str, Any] | None) -> None:
+    custom = env.cluster.custom
+    custom.create_namespaced_custom_object(
+        "aiops.ajan.dev",
+        "v1alpha1",
+        env.namespace,
+        "remediationplans",
+        _plan(env.namespace, name, target, None),
+    )
+    if status is not None:
+        custom.patch_namespaced_custom_object_status(
+            "aiops.ajan.dev", "v1alpha1", env.namespace, "remediationplans", name, {"status": status}
+        )
+
+
+def test_restart_between_intent_and_patch_finishes_the_action_once(env: Env) -> None:
+    """A crash after the intent was written: the plan is Executing and nothing was sent yet."""
+    before = env.kit.create_rollout("checkout")
+    env.cluster.apply(policy("p", remediation=remediation("auto")))
+    intent = {
+        "phase": "Executing",
+        "dryRunPatch": '{"spec": {"paused": true}}',
+        "proposedAt": "2026-01-01T00:00:00Z",
+    }
+    _create_plan(env, "p-x1-pause", "checkout", intent)
+    env.start_operator()
+    done = wait_for(
+        plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the action finished", interval=1.0
+    )
+    assert done["metadata"]["name"] == "p-x1-pause"
+    after = env.kit.get("checkout")
+    assert after["spec"]["paused"] is True
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    settle(env.cluster, "p", 3)
+    assert env.kit.get("checkout")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+    assert len([e for e in events(env.api, env.namespace, "checkout") if e["reason"] == "ActionPause"]) == 1
+
+
+def test_restart_after_the_patch_records_it_without_sending_again(env: Env) -> None:
+    """A crash after the patch was sent, before Executed was written: nothing is sent twice."""
+    env.kit.create_rollout("checkout", paused=True)
+    before = env.kit.get("checkout")
+    env.cluster.apply(policy("p", remediation=remediation("auto")))
+    _create_plan(env, "p-x1-pause", "checkout", {"phase": "Executing"})
+    env.start_operator()
+    wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the action recorded", interval=1.0)
+    assert unchanged(before, env.kit.get("checkout"))
+
+
+def test_a_plan_for_another_rollout_is_never_executed(env: Env) -> None:
+    env.kit.create_rollout("checkout")
+    other = env.kit.create_rollout("other")
+    env.cluster.apply(policy("p", remediation=remediation("auto")))
+    _create_plan(env, "p-x1-pause", "other", {"phase": "Proposed"})
+    env.start_operator()
+    failed = wait_for(plan_in(env.cluster, "Failed"), timeout=TIMEOUT, what="the plan refused", interval=1.0)
+    assert any(c["reason"] == "TargetMismatch" for c in failed["status"]["conditions"])
+    assert unchanged(other, env.kit.get("other"))
+
+
+def test_gitops_managed_rollout_gets_abort_and_a_git_suggestion_not_a_rollback(env: Env) -> None:
+    ladder = [{"minConfidence": 0.5, "severity": "critical", "action": "rollback"}]
+    env.kit.create_rollout("checkout")
+    env.kit.custom.patch_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", env.namespace, "rollouts", "checkout",
+        {"metadata": {"labels": {"app.kubernetes.io/instance": "shop"}}},
+    )  # fmt: skip
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("dry-run", ladder)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the dry run", interval=1.0)
+    assert plan["spec"]["action"] == "abort"
+    gitops = plan["spec"]["gitOps"]
+    assert gitops["manager"] == "argocd" and gitops["source"] == "app.kubernetes.io/instance=shop"
+    assert "reverted by the next sync" in gitops["note"] and "revert" in gitops["suggestion"]
+    assert plan["status"]["dryRunPatch"] == '{"status": {"abort": true}}'
+
+
+def test_auto_rollback_restores_the_previous_revision(env: Env) -> None:
+    ladder = [{"minConfidence": 0.5, "severity": "critical", "action": "rollback"}]
+    rollout = env.kit.create_rollout("checkout", image="registry.example/app:2")
+    env.kit.create_replicaset(rollout, 1, "registry.example/app:1", "aaaa1111")
+    env.kit.create_replicaset(rollout, 2, "registry.example/app:2", "bbbb2222")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto", ladder)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the rollback", interval=1.0)
+    assert plan["status"]["patchRequest"].endswith("/rollouts/checkout (application/json-patch+json)")
+    template = env.kit.get("checkout")["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "registry.example/app:1"
+    assert "rollouts-pod-template-hash" not in template["metadata"].get("labels", {})
+
+
+def test_operator_crash_mid_incident_repeats_no_action(env: Env) -> None:
+    env.kit.create_rollout("checkout")
+    operator = env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto")))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the pause", interval=1.0)
+    paused = env.kit.get("checkout")
+    operator.stop(signal.SIGKILL)
+    operator.start()
+    settle(env.cluster, "p", 5)
+    assert env.kit.get("checkout")["metadata"]["resourceVersion"] == paused["metadata"]["resourceVersion"]
+    assert len(env.cluster.plans()) == 1
