@@ -393,3 +393,27 @@ def test_operator_crash_mid_incident_repeats_no_action(env: Env) -> None:
     settle(env.cluster, "p", 5)
     assert env.kit.get("checkout")["metadata"]["resourceVersion"] == paused["metadata"]["resourceVersion"]
     assert len(env.cluster.plans()) == 1
+
+
+def test_a_confirmed_false_alarm_lets_the_canary_go_on(env: Env) -> None:
+    """An executed pause marked false-positive in spec.feedback: promoted, as the plugin would, once."""
+    env.kit.create_rollout("checkout", paused=True)
+    env.cluster.apply(policy("p", remediation=remediation("auto")))
+    _create_plan(env, "p-x1-pause", "checkout", {"phase": "Executed", "executedAt": "2026-01-01T00:00:00Z"})
+    env.cluster.custom.patch_namespaced_custom_object(
+        "aiops.ajan.dev", "v1alpha1", env.namespace, "remediationplans", "p-x1-pause",
+        {"spec": {"feedback": {"verdict": "false-positive", "by": "bob", "comment": "a load test"}}},
+    )  # fmt: skip
+    env.start_operator()
+
+    def reverted() -> dict[str, Any] | None:
+        plan = env.cluster.plans()[0]
+        conditions = (plan.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Reverted"), None)
+
+    cond = wait_for(reverted, timeout=TIMEOUT, what="the pause reverted", interval=1.0)
+    assert cond["reason"] == "FalsePositive" and "promote sent" in cond["message"]
+    after = env.kit.get("checkout")
+    assert not after["spec"].get("paused")
+    settle(env.cluster, "p", 3)
+    assert env.kit.get("checkout")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]

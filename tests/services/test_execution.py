@@ -14,6 +14,7 @@ from ajan.services.execution import (
     approval_command,
     gitops_of,
     history_of,
+    needs_revert,
     summary_text,
     throttle,
     with_condition,
@@ -141,3 +142,21 @@ def test_summary_text_names_plan_action_target_and_evidence() -> None:
         "ajan: plan shop/checkout-abc-pause executed: pause on rollout checkout (warning, confidence 0.81, "
         "mode auto); anomalous: latency z=+6.2"
     )
+
+
+def test_needs_revert_only_an_executed_pause_or_abort_marked_false_positive_once() -> None:
+    def executed(action: str, **spec: Any) -> dict[str, Any]:
+        base = plan("a", action, ago(5))
+        base["spec"].update(spec)
+        return base
+
+    false_alarm = {"feedback": {"verdict": "false-positive"}}
+    assert needs_revert(executed("pause", **false_alarm))
+    assert needs_revert(executed("abort", **false_alarm))
+    assert not needs_revert(executed("annotate", **false_alarm))
+    assert not needs_revert(executed("pause", feedback={"verdict": "true-positive"}))
+    assert not needs_revert(executed("pause", mode="dry-run", **false_alarm))
+    assert not needs_revert(plan("a", "pause", None) | {"spec": {"action": "pause", **false_alarm}})
+    done = executed("pause", **false_alarm)
+    done["status"]["conditions"] = [{"type": "Reverted", "status": "True"}]
+    assert not needs_revert(done)

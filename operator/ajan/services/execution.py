@@ -155,6 +155,18 @@ def gitops_of(rollout: Mapping[str, Any]) -> GitOps | None:
     return None
 
 
+def needs_revert(plan: Mapping[str, Any]) -> bool:
+    """An executed pause or abort that a person marked a false positive, and not yet undone."""
+    spec, status = plan.get("spec") or {}, plan.get("status") or {}
+    return bool(
+        (spec.get("feedback") or {}).get("verdict") == "false-positive"
+        and status.get("executedAt")
+        and spec.get("mode") != RemediationMode.DRY_RUN.value
+        and spec.get("action") in (Action.PAUSE.value, Action.ABORT.value)
+        and not any(c.get("type") == "Reverted" for c in status.get("conditions") or [])
+    )
+
+
 def history_of(plans: Sequence[Mapping[str, Any]]) -> list[Taken]:
     """The actions the plans record as taken (dry-run plans took none)."""
     taken = []
@@ -269,7 +281,46 @@ class Executor:
                 continue
             # `history` grows with each action taken, so the limits hold within one call too.
             notes += await self._progress_one(spec, plan, history, now)
+        for plan in plans:
+            if needs_revert(plan):
+                notes += await self._revert(plan, now)
         return notes
+
+    async def _revert(self, plan: Mapping[str, Any], now: datetime) -> list[ExecutionNote]:
+        """A person said the alarm was false: let the canary go on (promote after a pause, retry after
+        an abort, as `kubectl argo rollouts` does). Once: a Reverted condition records it."""
+        name = plan["metadata"]["name"]
+        target = plan["spec"]["targetRef"]["name"]
+        action = Action(plan["spec"]["action"])
+        try:
+            rollout = await self.client.get(self.namespace, target)
+            if action is Action.PAUSE:
+                held = (rollout.get("spec") or {}).get("paused") or (rollout.get("status") or {}).get(
+                    "pauseConditions"
+                )
+                # promote is not idempotent (it may skip a step): only while the Rollout is still held.
+                sent = await self.client.promote(self.namespace, target) if held else ()
+            else:
+                patch = rollouts.retry()
+                sent = () if rollouts.applied(rollout, patch) else (patch,)
+                for one in sent:
+                    await self.client.apply(self.namespace, target, one)
+            after = await self.client.get(self.namespace, target)
+        except ApiException as err:
+            self.log.warning("plan %s: reverting failed: HTTP %s %s", name, err.status, err.reason)
+            return []
+        verb = "promote" if action is Action.PAUSE else "retry"
+        text = "; ".join(p.render() for p in sent) or "nothing: the Rollout already went on"
+        status = plan.get("status") or {}
+        reverted = condition(
+            "Reverted", ConditionStatus.TRUE, "FalsePositive",
+            f"false positive per spec.feedback: {verb} sent: {text}", now,
+        )  # fmt: skip
+        await self.store.patch_plan_status(
+            self.namespace, name, {"conditions": with_condition(status.get("conditions") or [], reverted)}
+        )
+        message = f"{verb} after plan {name} was marked a false positive"
+        return [ExecutionNote(name, "Reverted", message, rollout=after)]
 
     async def _progress_one(
         self,
