@@ -35,13 +35,11 @@ from ajan.clients.prometheus import (
     InsufficientData,
     MetricSource,
     MetricSourceError,
-    PrometheusUnavailable,
-    QueryFailed,
 )
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, parse_duration
 from ajan.services.assessment import Assessment, MetricWindow, assess
 from ajan.services.incident import Decision, Outcome, decide
-from ajan.services.window import window_bounds
+from ajan.services.window import raise_most_telling, window_bounds
 from ajan.table import InputError
 
 #: Requests in flight at once: a long backtest must not flood the user's Prometheus.
@@ -52,7 +50,6 @@ TOP_IMPACTS: Final = 3
 #: Gaps listed in the table (all of them are in the JSON).
 TABLE_GAPS: Final = 10
 #: Which error of several failed queries a person should see first (lower first).
-_PRECEDENCE: Final = ((PrometheusUnavailable, 0), (QueryFailed, 1))
 _RELATIVE: Final = re.compile(r"^-(?:(\d+)d)?((?:\d+(?:ms|s|m|h))*)$")
 
 
@@ -227,10 +224,6 @@ def chunks(grid: Grid, max_points: int = MAX_POINTS) -> list[tuple[int, float, f
     ]
 
 
-def _rank(error: MetricSourceError) -> int:
-    return next((rank for kind, rank in _PRECEDENCE if isinstance(error, kind)), len(_PRECEDENCE))
-
-
 async def _fetch_metric(
     source: MetricSource, query: str, grid: Grid, slots: asyncio.Semaphore, max_points: int
 ) -> np.ndarray:
@@ -268,17 +261,7 @@ async def fetch_history(
         *(_fetch_metric(source, m.query, grid, slots, max_points) for m in spec.metrics),
         return_exceptions=True,
     )
-    errors: list[tuple[str, MetricSourceError]] = []
-    for metric, result in zip(spec.metrics, results, strict=True):
-        if isinstance(result, MetricSourceError):
-            errors.append((metric.name, result))
-        elif isinstance(result, BaseException):
-            raise result
-    if errors:
-        name, error = min(errors, key=lambda item: _rank(item[1]))
-        error.message = f"metric {name}: {error.message}"
-        error.args = (error.message,)
-        raise error
+    raise_most_telling(spec, results)
     columns = [r for r in results if isinstance(r, np.ndarray)]
     values = np.column_stack(columns) if columns else np.zeros((grid.count, 0))
     return MetricWindow(tuple(m.name for m in spec.metrics), grid.timestamps, values, grid.step)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -50,6 +51,22 @@ class Bounds:
     def rows(self) -> int:
         """Points on the grid."""
         return round((self.end - self.start) / self.step) + 1
+
+
+def raise_most_telling(spec: CorrelationPolicySpec, results: Sequence[object]) -> None:
+    """Of the per-metric ``results`` (as ``gather(..., return_exceptions=True)`` gives them), raise the
+    error a person should see first, its message naming the metric; any other exception as is."""
+    errors: list[tuple[str, MetricSourceError]] = []
+    for metric, result in zip(spec.metrics, results, strict=True):
+        if isinstance(result, MetricSourceError):
+            errors.append((metric.name, result))
+        elif isinstance(result, BaseException):
+            raise result
+    if errors:
+        name, error = min(errors, key=lambda item: _rank(item[1]))
+        error.message = f"metric {name}: {error.message}"
+        error.args = (error.message,)
+        raise error
 
 
 def window_bounds(spec: CorrelationPolicySpec, now: float, opened_at: float | None = None) -> Bounds:
@@ -94,17 +111,7 @@ async def fetch_window(
     results = await asyncio.gather(
         *(source.query_range(m.query, start, end, step) for m in spec.metrics), return_exceptions=True
     )
-    errors: list[tuple[str, MetricSourceError]] = []
-    for metric, result in zip(spec.metrics, results, strict=True):
-        if isinstance(result, MetricSourceError):
-            errors.append((metric.name, result))
-        elif isinstance(result, BaseException):
-            raise result
-    if errors:
-        name, error = min(errors, key=lambda item: _rank(item[1]))
-        error.message = f"metric {name}: {error.message}"
-        error.args = (error.message,)
-        raise error
+    raise_most_telling(spec, results)
     series = [r for r in results if isinstance(r, RangeResult)]
     values = np.column_stack([r.values for r in series])
     return MetricWindow(tuple(m.name for m in spec.metrics), series[0].timestamps, values, step)
