@@ -417,3 +417,35 @@ def test_a_confirmed_false_alarm_lets_the_canary_go_on(env: Env) -> None:
     assert not after["spec"].get("paused")
     settle(env.cluster, "p", 3)
     assert env.kit.get("checkout")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+
+
+def test_cooldown_holds_a_second_pause_after_a_new_incident(env: Env) -> None:
+    """Two incidents in a row: the second one's pause waits out remediation.cooldown."""
+    env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto", cooldown="10m", recoveryEvaluations=2)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    first = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the first pause", interval=1.0)
+    env.stack.clear_faults()
+    wait_for(plan_in(env.cluster, "Resolved"), timeout=TIMEOUT, what="the first incident over", interval=1.0)
+    # A person resumed the canary; then it degrades again.
+    env.kit.custom.patch_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", env.namespace, "rollouts", "checkout", {"spec": {"paused": False}}
+    )
+    resumed = env.kit.get("checkout")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+
+    def cooling() -> dict[str, Any] | None:
+        for plan in env.cluster.plans():
+            if plan["metadata"]["name"] == first["metadata"]["name"]:
+                continue
+            for c in (plan.get("status") or {}).get("conditions") or []:
+                if c["type"] == "Throttled" and c["reason"] == "CoolingDown":
+                    return plan
+        return None
+
+    second = wait_for(cooling, timeout=TIMEOUT, what="the second pause held back", interval=1.0)
+    assert second["status"]["phase"] == "Proposed" and second["spec"]["action"] == "pause"
+    settle(env.cluster, "p", 3)
+    assert unchanged(resumed, env.kit.get("checkout"))
