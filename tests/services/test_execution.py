@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ajan.models import Action, GitOpsManager
+from ajan.services.conditions import with_condition
 from ajan.services.execution import (
     OperatorLimit,
     Taken,
@@ -17,7 +18,6 @@ from ajan.services.execution import (
     needs_revert,
     summary_text,
     throttle,
-    with_condition,
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -45,6 +45,7 @@ from ajan.models import (
     RemediationMode,
     parse_duration,
 )
+from ajan.services.conditions import condition, with_condition
 from ajan.services.incident import ACTION_RANK
 
 #: Plans the executor still has to move on.
@@ -198,27 +199,6 @@ class OperatorLimit:
     def record(self, now: datetime) -> None:
         """Count an action taken now."""
         self._times.append(now)
-
-
-def condition(
-    type_: str, status: ConditionStatus, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
-    """A condition dict, ready for a status patch."""
-    return {"type": type_, "status": status.value, "reason": reason, "message": message[:32768],
-            "lastTransitionTime": _iso(now)}  # fmt: skip
-
-
-def with_condition(existing: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``existing`` with ``new`` replacing the condition of its type; the transition time kept if the
-    status did not change."""
-    out = []
-    for c in existing:
-        if c.get("type") == new["type"]:
-            if c.get("status") == new["status"]:
-                new = {**new, "lastTransitionTime": c.get("lastTransitionTime", new["lastTransitionTime"])}
-            continue
-        out.append(dict(c))
-    return [*out, dict(new)]
 
 
 def describe_request(namespace: str, name: str, patch: rollouts.RolloutPatch) -> str:

@@ -53,6 +53,7 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.services.assessment import Assessment, assess
+from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
 from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.window import fetch_window, window_bounds
@@ -164,30 +165,6 @@ class Runtime:
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def set_condition(
-    conditions: list[dict[str, Any]],
-    type_: str,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None,
-) -> list[dict[str, Any]]:
-    """``conditions`` with ``type_`` set; its lastTransitionTime moves only when its status does."""
-    parsed = [Condition.model_validate(c) for c in conditions]
-    old = find_condition(parsed, type_)
-    moved = old is None or old.status is not status
-    new = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message[:32768],
-        last_transition_time=now if moved or old is None else old.last_transition_time,
-        observed_generation=generation,
-    )
-    return [c.to_kube() for c in parsed if c.type != type_] + [new.to_kube()]
 
 
 def _validation_message(err: ValidationError) -> str:

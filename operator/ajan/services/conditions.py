@@ -1,0 +1,59 @@
+"""Status conditions in the shape of ``metav1.Condition``, for policies and plans alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ajan.models import ConditionStatus
+
+#: metav1.Condition's limit on a message.
+MAX_MESSAGE: int = 32768
+
+
+def condition(
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """A condition, ready for a status patch."""
+    out: dict[str, Any] = {
+        "type": type_,
+        "status": status.value,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "lastTransitionTime": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def with_condition(existing: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``existing`` with ``new`` in place of the condition of its type, last; the lastTransitionTime
+    moves only when the status does (a new reason or message alone is not a transition)."""
+    out = []
+    for old in existing:
+        if old.get("type") == new["type"]:
+            if old.get("status") == new["status"] and old.get("lastTransitionTime"):
+                new = {**new, "lastTransitionTime": old["lastTransitionTime"]}
+            continue
+        out.append(dict(old))
+    return [*out, dict(new)]
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """``conditions`` with ``type_`` set (see :func:`with_condition`)."""
+    return with_condition(conditions, condition(type_, status, reason, message, now, generation))
