@@ -129,6 +129,19 @@ def plan_in(cluster: Cluster, phase: str) -> Callable[[], dict[str, Any] | None]
     return check
 
 
+def throttled(cluster: Cluster, reason: str) -> Callable[[], dict[str, Any] | None]:
+    """A check for a plan held back with a Throttled condition of that reason."""
+
+    def check() -> dict[str, Any] | None:
+        for plan in cluster.plans():
+            conditions = (plan.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Throttled" and c["reason"] == reason for c in conditions):
+                return plan
+        return None
+
+    return check
+
+
 def events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
     listed = client.CoreV1Api(api).list_namespaced_event(namespace)
     found: list[dict[str, Any]] = [
@@ -258,14 +271,9 @@ def test_rate_limit_holds_an_escalation_in_a_storm(env: Env) -> None:
     wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the pause", interval=1.0)
     env.stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
 
-    def throttled() -> dict[str, Any] | None:
-        for plan in env.cluster.plans():
-            for c in (plan.get("status") or {}).get("conditions") or []:
-                if c["type"] == "Throttled" and c["reason"] == "RateLimited":
-                    return plan
-        return None
-
-    plan = wait_for(throttled, timeout=TIMEOUT, what="the abort held back", interval=1.0)
+    plan = wait_for(
+        throttled(env.cluster, "RateLimited"), timeout=TIMEOUT, what="the abort held back", interval=1.0
+    )
     assert plan["spec"]["action"] == "abort" and plan["status"]["phase"] == "Proposed"
     settle(env.cluster, "p", 3)
     rollout = env.kit.get("checkout")
@@ -436,16 +444,9 @@ def test_cooldown_holds_a_second_pause_after_a_new_incident(env: Env) -> None:
     resumed = env.kit.get("checkout")
     env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
 
-    def cooling() -> dict[str, Any] | None:
-        for plan in env.cluster.plans():
-            if plan["metadata"]["name"] == first["metadata"]["name"]:
-                continue
-            for c in (plan.get("status") or {}).get("conditions") or []:
-                if c["type"] == "Throttled" and c["reason"] == "CoolingDown":
-                    return plan
-        return None
-
+    cooling = throttled(env.cluster, "CoolingDown")
     second = wait_for(cooling, timeout=TIMEOUT, what="the second pause held back", interval=1.0)
+    assert second["metadata"]["name"] != first["metadata"]["name"]
     assert second["status"]["phase"] == "Proposed" and second["spec"]["action"] == "pause"
     settle(env.cluster, "p", 3)
     assert unchanged(resumed, env.kit.get("checkout"))
