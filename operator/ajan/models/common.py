@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
@@ -352,6 +352,11 @@ def conditions_field(description: str) -> Any:
         description=description,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+
+
+def rfc3339(at: datetime) -> str:
+    """``at`` as the API server writes a timestamp: UTC, with a ``Z``."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:

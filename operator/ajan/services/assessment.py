@@ -331,7 +331,7 @@ def assess(
     confidence = float(np.clip(confidence, 0.0, 1.0))
 
     base, cur = window.values[:split].T, window.values[split:].T
-    anomalies = _anomalies(spec, window, split, z, z_now, metric_scores, base, cur)
+    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
     drifted = [
         Drift(
@@ -363,6 +363,7 @@ def _anomalies(
     split: int,
     z: FloatArray,
     z_now: FloatArray,
+    orient: FloatArray,
     metric_scores: FloatArray,
     base: FloatArray,
     cur: FloatArray,
@@ -373,7 +374,6 @@ def _anomalies(
     """
     threshold = spec.anomaly.threshold
     z_half = spec.anomaly.effective_z_half()
-    orient = np.array([1.0 if m.objective is Objective.MAX else -1.0 for m in spec.metrics])
     tails = percentile_shift(cur, base)
     out = []
     for i in np.flatnonzero(metric_scores >= threshold).tolist():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ajan.models import ConditionStatus
+from ajan.models.common import rfc3339
 
 #: metav1.Condition's limit on a message.
 MAX_MESSAGE: int = 32768
@@ -26,7 +27,7 @@ def condition(
         "status": status.value,
         "reason": reason,
         "message": message[:MAX_MESSAGE],
-        "lastTransitionTime": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "lastTransitionTime": rfc3339(now),
     }
     if generation is not None:
         out["observedGeneration"] = generation

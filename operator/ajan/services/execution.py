@@ -28,7 +28,7 @@ import collections
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -45,6 +45,7 @@ from ajan.models import (
     RemediationMode,
     parse_duration,
 )
+from ajan.models.common import rfc3339
 from ajan.services.conditions import condition, with_condition
 from ajan.services.incident import ACTION_RANK
 
@@ -57,10 +58,6 @@ HOUR: Final = timedelta(hours=1)
 ARGOCD_LABEL: Final = "app.kubernetes.io/instance"
 ARGOCD_ANNOTATION: Final = "argocd.argoproj.io/tracking-id"
 FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -113,7 +110,7 @@ def throttle(
         if now - last.at < cooldown and ACTION_RANK[action] <= ACTION_RANK[last.action]:
             return Throttle(
                 "CoolingDown",
-                f"{last.action.value} at {_iso(last.at)}; "
+                f"{last.action.value} at {rfc3339(last.at)}; "
                 f"remediation.cooldown is {cooldown.total_seconds():g}s",
                 last.at + cooldown,
             )
@@ -354,14 +351,14 @@ class Executor:
             expires = proposed + parse_duration(spec.remediation.approval_timeout)
             waiting = condition(
                 "AwaitingApproval", ConditionStatus.TRUE, "AwaitingApproval",
-                f"approve or reject before {_iso(expires)}: {approval_command(self.namespace, name)}", now,
+                f"approve or reject before {rfc3339(expires)}: {approval_command(self.namespace, name)}", now,
             )  # fmt: skip
             await self.store.patch_plan_status(self.namespace, name, {
-                "expiresAt": _iso(expires),
+                "expiresAt": rfc3339(expires),
                 "conditions": with_condition(status.get("conditions") or [], waiting),
             })  # fmt: skip
             return [
-                ExecutionNote(name, "AwaitingApproval", f"{name} waits for approval until {_iso(expires)}")
+                ExecutionNote(name, "AwaitingApproval", f"{name} waits for approval until {rfc3339(expires)}")
             ]
         if now >= expires:
             await self._set(plan, PlanPhase.EXPIRED, now, condition(
@@ -385,7 +382,7 @@ class Executor:
         conditions = with_condition(status.get("conditions") or [], cond)
         patch: dict[str, Any] = {"phase": phase.value, "conditions": conditions, **(extra or {})}
         if resolved:
-            patch["resolvedAt"] = _iso(now)
+            patch["resolvedAt"] = rfc3339(now)
         updated = await self.store.patch_plan_status(self.namespace, plan["metadata"]["name"], patch)
         # Later steps of the same call see what was just written.
         if isinstance(plan, dict) and isinstance(updated, dict) and "status" in updated:
@@ -432,7 +429,7 @@ class Executor:
         if mode is RemediationMode.DRY_RUN:
             await self._set(plan, PlanPhase.EXECUTED, now, condition(
                 "DryRun", ConditionStatus.TRUE, "DryRun", "not sent (dry-run mode): see dryRunPatch", now,
-            ), extra={**recorded, "executedAt": _iso(now)})  # fmt: skip
+            ), extra={**recorded, "executedAt": rfc3339(now)})  # fmt: skip
             await self._notify(spec, plan, "recorded (dry-run)")
             return [ExecutionNote(name, "DryRun", f"{name}: would send {request}: {recorded['dryRunPatch']}")]
 
@@ -452,7 +449,7 @@ class Executor:
                     "Throttled",
                     ConditionStatus.TRUE,
                     wait.reason,
-                    f"{wait.message}; next try after {_iso(wait.until)}",
+                    f"{wait.message}; next try after {rfc3339(wait.until)}",
                     now,
                 )
                 status = plan.get("status") or {}
@@ -496,7 +493,7 @@ class Executor:
         await self._set(plan, PlanPhase.EXECUTED, now, condition(
             "Executed", ConditionStatus.TRUE, "Applied",
             f"{action.value} applied to rollout {target}" if patch else "nothing to send: in place", now,
-        ), extra={"executedAt": _iso(now)})  # fmt: skip
+        ), extra={"executedAt": rfc3339(now)})  # fmt: skip
         if action is not Action.ANNOTATE:
             self.limit.record(now)
         history.append(Taken(now, action))

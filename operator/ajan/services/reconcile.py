@@ -52,6 +52,7 @@ from ajan.models import (
     find_condition,
     parse_duration,
 )
+from ajan.models.common import rfc3339
 from ajan.services.assessment import Assessment, assess
 from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
@@ -163,10 +164,6 @@ class Runtime:
         return self._sources[url]
 
 
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _validation_message(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -201,7 +198,6 @@ class PolicyEvaluator:
         self._loaded = False
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
-        self._gitops_of_plan: dict[str, GitOps | None] = {}
         self.executor = (
             Executor(runtime.rollouts, runtime.kube, runtime.limit, runtime.http, namespace, name, self.log)
             if runtime.rollouts is not None
@@ -279,7 +275,7 @@ class PolicyEvaluator:
             notes.append(Note("Recovered", f"evaluation works again after {was_degraded.reason}"))
         patch: dict[str, Any] = {
             "observedGeneration": generation,
-            "lastEvaluationTime": _iso(now),
+            "lastEvaluationTime": rfc3339(now),
             "conditions": conditions,
             "anomalyScore": round(assessment.score, 4),
             "confidence": round(assessment.confidence, 4),
@@ -306,7 +302,7 @@ class PolicyEvaluator:
         await self.runtime.kube.patch_policy_status(
             self.namespace,
             self.name,
-            {"observedGeneration": generation, "lastEvaluationTime": _iso(now), "conditions": conditions},
+            {"observedGeneration": generation, "lastEvaluationTime": rfc3339(now), "conditions": conditions},
         )
         self.log.warning("evaluation degraded (%s): %s", reason, message)
         if old is None or old.status is not ConditionStatus.TRUE or old.reason != reason:
@@ -377,12 +373,11 @@ class PolicyEvaluator:
                     update={"action": Action.ABORT, "plan": plan_name(self.name, incident.id, Action.ABORT)}
                 )
                 decision = dataclasses.replace(decision, incident=incident)
-            self._gitops_of_plan[incident.plan] = gitops
             # The intent first: after a crash from here on, the status names the plan to (re)create.
             await self.runtime.kube.patch_policy_status(
                 self.namespace, self.name, {"incident": incident.to_kube(), "lastPlan": incident.plan}
             )
-            created = await self._ensure_plan(body, spec, incident, rung.severity, assessment, now)
+            created = await self._ensure_plan(body, spec, incident, rung.severity, assessment, now, gitops)
             if created and spec.notification is not None:
                 plan = await self.runtime.kube.get_plan(self.namespace, incident.plan)
                 if plan is not None:
@@ -417,6 +412,7 @@ class PolicyEvaluator:
         incident: Incident,
         severity: Severity,
         assessment: Assessment,
+        gitops: GitOps | None,
     ) -> dict[str, Any]:
         meta = body.get("metadata", {})
         return {
@@ -449,11 +445,7 @@ class PolicyEvaluator:
                 "confidence": round(assessment.confidence, 4),
                 "evidence": assessment.evidence.to_kube(),
                 "mode": spec.remediation.mode.value,
-                **(
-                    {"gitOps": gitops.to_kube()}
-                    if (gitops := self._gitops_of_plan.get(incident.plan))
-                    else {}
-                ),
+                **({"gitOps": gitops.to_kube()} if gitops is not None else {}),
             },
         }
 
@@ -465,6 +457,7 @@ class PolicyEvaluator:
         severity: Severity,
         assessment: Assessment,
         now: datetime,
+        gitops: GitOps | None = None,
     ) -> bool:
         """Make sure the incident's current plan exists and is Proposed; True if it was created now."""
         if incident.plan in self._plans:
@@ -474,16 +467,16 @@ class PolicyEvaluator:
         created = False
         if plan is None:
             plan, created = await kube.create_plan(
-                self.namespace, self._plan_body(body, spec, incident, severity, assessment)
+                self.namespace, self._plan_body(body, spec, incident, severity, assessment, gitops)
             )
         status = plan.get("status") or {}
         if not status.get("phase"):
             status = {
                 "phase": PlanPhase.PROPOSED.value,
-                "proposedAt": _iso(now),
+                "proposedAt": rfc3339(now),
                 "confidence": round(assessment.confidence, 4),
                 "peakConfidence": round(assessment.confidence, 4),
-                "lastEvaluationTime": _iso(now),
+                "lastEvaluationTime": rfc3339(now),
             }
             await kube.patch_plan_status(self.namespace, incident.plan, status)
         anomalous = [
@@ -504,7 +497,7 @@ class PolicyEvaluator:
             {
                 "confidence": round(assessment.confidence, 4),
                 "peakConfidence": round(incident.peak_confidence, 4),
-                "lastEvaluationTime": _iso(now),
+                "lastEvaluationTime": rfc3339(now),
                 "latestEvidence": assessment.evidence.to_kube(),
             },
         )
@@ -539,7 +532,7 @@ class PolicyEvaluator:
                 name,
                 {
                     "phase": PlanPhase.SUPERSEDED.value,
-                    "resolvedAt": _iso(now),
+                    "resolvedAt": rfc3339(now),
                     "conditions": condition,
                 },
             )
@@ -569,7 +562,7 @@ class PolicyEvaluator:
                 name,
                 {
                     "phase": PlanPhase.RESOLVED.value,
-                    "resolvedAt": _iso(now),
+                    "resolvedAt": rfc3339(now),
                     "conditions": conditions,
                 },
             )
