@@ -8,6 +8,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The control plane is built from its Go modules once (~13 min on 2 cores), cached by version in
 # ~/.cache/ajan: instant afterwards. Progress on stderr.
 "$root/hack/kube-build.sh" etcd kube-apiserver >/dev/null
-# Prometheus from Debian's package (needs root for apt-get; instant when present).
-"$root/hack/prometheus-install.sh"
+# Prometheus and Redis from Debian's packages (needs root for apt-get; instant when present).
+"$root/hack/debian-install.sh"
 exec "$root/.venv/bin/python" "$root/hack/demo.py" "$@"

@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The operator's tests run against a real kube-apiserver and etcd built from their Go modules;
 # cached by version outside the repository, so this is instant after the first build (~13 min).
 "$root/hack/kube-build.sh" >&2
-# And against a real Prometheus, from Debian's package (needs root for apt-get; instant when present).
-"$root/hack/prometheus-install.sh"
+# And against a real Prometheus and Redis, from Debian's packages (needs root for apt-get; instant when present).
+"$root/hack/debian-install.sh"
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"

@@ -9,11 +9,12 @@ piece's log where there is one), and stops with a check that nothing of it is le
 * `start_generator`, `PrometheusServer`, `backfill`: the metrics generator
   (``python -m ajan.simulate.generator``) and a real Prometheus scraping it every second;
   `MetricsStack` is both, the Prometheus backfilled with the generator's past, with fault injection.
+* `RedisServer`: Debian's ``redis-server`` configured as ajan ships it (append-only file, no eviction).
 * `OperatorProcess`: ``ajan run`` as a subprocess, ready once kopf's liveness endpoint answers.
 * `canary_policy`: a CorrelationPolicy on the generator's canary (`CANARY_METRICS`).
 
 Every process runs in a session of its own, so that a Ctrl-C at the terminal reaches only the
-caller, which then stops the pieces in order. The control plane and ``prometheus-install.sh`` need a
+caller, which then stops the pieces in order. The control plane and ``debian-install.sh`` need a
 checkout of the repository (the ``hack/`` scripts); outside one they fail with a `StackError`.
 """
 
@@ -202,17 +203,26 @@ def hack_script(name: str) -> Path:
     return path
 
 
-def install_prometheus(*, always: bool = False) -> str:
-    """Make sure ``prometheus`` and ``promtool`` are installed; return the ``prometheus`` binary.
+#: What ``hack/debian-install.sh`` puts on PATH.
+DEBIAN_BINARIES: Final = ("prometheus", "promtool", "redis-server", "redis-cli")
 
-    Runs ``hack/prometheus-install.sh`` (Debian's package; needs root) when either is missing, or
-    ``always`` (the script itself is a no-op when installed).
+
+def install_servers(*, always: bool = False) -> None:
+    """Make sure Prometheus and Redis (Debian's packages) are installed.
+
+    Runs ``hack/debian-install.sh`` (needs root) when a binary is missing, or ``always`` (the script
+    itself is a no-op when everything is installed).
     """
-    if always or shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        script = hack_script("prometheus-install.sh")
+    if always or any(shutil.which(binary) is None for binary in DEBIAN_BINARIES):
+        script = hack_script("debian-install.sh")
         done = subprocess.run(["bash", str(script)], timeout=900, check=False)
         if done.returncode != 0:
-            raise StackError(f"hack/prometheus-install.sh failed (exit {done.returncode})")
+            raise StackError(f"hack/debian-install.sh failed (exit {done.returncode})")
+
+
+def install_prometheus(*, always: bool = False) -> str:
+    """Make sure ``prometheus`` and ``promtool`` are installed; return the ``prometheus`` binary."""
+    install_servers(always=always)
     return "prometheus"
 
 
@@ -635,6 +645,78 @@ scrape_configs:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop and reap the process; the data dir stays for a restart."""
+        if self.proc is not None:
+            stop_process(self.proc, sig=sig)
+
+
+#: The Redis configuration ajan ships (manifests/ uses the same): feedback must survive a restart
+#: (append-only file, fsync every second) and must never be evicted to make room (noeviction: a
+#: full Redis refuses writes, which the feedback API reports as 503, rather than dropping verdicts).
+REDIS_CONFIG: Final = """appendonly yes
+appendfsync everysec
+maxmemory 256mb
+maxmemory-policy noeviction
+save ""
+"""
+
+
+class RedisServer:
+    """Debian's ``redis-server`` on loopback with its own data dir and ajan's configuration.
+
+    ``stop`` then ``start`` is a restart on the same port and data: what was acknowledged before a
+    clean stop, or more than a second before a SIGKILL (``appendfsync everysec``), is still there.
+    """
+
+    def __init__(self, workdir: Path, *, binary: str = "redis-server") -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.config = workdir / "redis.conf"
+        self.config.write_text(
+            REDIS_CONFIG
+            + f"""bind 127.0.0.1
+port {self.port}
+dir {self.data_dir}
+logfile {workdir / "redis.log"}
+daemonize no
+"""
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its ``redis://`` URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart) and wait until it answers PING with its data loaded."""
+        self.proc = subprocess.Popen(
+            [self.binary, str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise StackError(f"redis-server exited with {proc.returncode}; see {self.workdir}/redis.log")
+            # PING answers LOADING while the append-only file is replayed; a real reply means ready.
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+            return False
+
+        try:
+            wait_for(ready, timeout=START_DEADLINE_S, what="redis-server PING")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop and reap the process (SIGTERM: redis flushes the append-only file); data stays."""
         if self.proc is not None:
             stop_process(self.proc, sig=sig)
 

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs Prometheus (server and promtool) from Debian's package, for the tests against a real
-# Prometheus (tests/prometheus). Idempotent: does nothing when both are already on PATH.
+# Installs the servers ajan runs against from Debian's packages: Prometheus (server and promtool) and
+# Redis (server and redis-cli), for the demo and the tests against real servers. Idempotent: does
+# nothing when all four are already on PATH.
 #
 # The package's maintainer scripts would start the service; in a container without systemd (and in
 # CI) that must not happen, so a temporary policy-rc.d forbids every service start (exit 101 is
 # "action forbidden" in invoke-rc.d's protocol) and is removed afterwards, whatever the outcome.
 set -euo pipefail
 
-log() { echo "prometheus-install: $*" >&2; }
+log() { echo "debian-install: $*" >&2; }
 
-if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
-  log "already installed: $(prometheus --version 2>&1 | head -n1)"
+binaries=(prometheus promtool redis-server redis-cli)
+packages=(prometheus redis-server)
+missing=0
+for binary in "${binaries[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing=1
+done
+if [[ "$missing" -eq 0 ]]; then
+  log "already installed: $(prometheus --version 2>&1 | head -n1); $(redis-server --version)"
   exit 0
 fi
 
@@ -33,14 +40,18 @@ chmod 0755 "$policy"
 
 start=$(date +%s)
 apt-get update -q
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
 log "installed in $(( $(date +%s) - start ))s"
 
 # Some images divert services differently; make sure nothing was left running by the install.
-if pgrep -x prometheus >/dev/null 2>&1; then
-  log "warning: a prometheus process is running after install (not started by this script's policy)"
-fi
+for server in prometheus redis-server; do
+  if pgrep -x "$server" >/dev/null 2>&1; then
+    log "warning: a $server process is running after install (not started by this script's policy)"
+  fi
+done
 
 prometheus --version >&2
 promtool --version >/dev/null
+redis-server --version >&2
+redis-cli --version >/dev/null
 log "ok"
