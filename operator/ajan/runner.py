@@ -89,6 +89,12 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="Redis for operator feedback (env AJAN_REDIS_URL); evaluations run without it",
     )
     run.add_argument(
+        "--feedback-ttl",
+        type=_positive_int,
+        default=_env("AJAN_FEEDBACK_TTL", str(7 * 86400)),
+        help="seconds an operator's verdict counts (env AJAN_FEEDBACK_TTL; default 604800, 7 days)",
+    )
+    run.add_argument(
         "--concurrency",
         type=_positive_int,
         # A string default goes through type=, so a bad variable is a usage error, not a traceback.
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         query_timeout_s=args.query_timeout,
         concurrency=args.concurrency,
         redis_url=args.redis_url,
+        feedback_ttl_s=args.feedback_ttl,
         max_actions_per_hour=args.max_actions_per_hour,
     )
     kopf.configure(verbose=args.verbose, log_prefix=True)

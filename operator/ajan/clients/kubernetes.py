@@ -103,6 +103,25 @@ class KubeStore:
             items, key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"])
         )
 
+    async def patch_plan_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> Object | None:
+        """Merge ``spec`` into the plan's spec (a person's feedback); None if the plan is gone."""
+        try:
+            plan: Object = await self._call(
+                self._custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLANS,
+                name,
+                {"spec": dict(spec)},
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return plan
+
     async def patch_plan_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Object:
         """Merge ``status`` into the plan's status."""
         plan: Object = await self._call(

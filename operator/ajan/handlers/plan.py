@@ -1,29 +1,78 @@
-"""RemediationPlan: a person's approval, rejection or false-positive verdict wakes its policy loop.
+"""RemediationPlan: a person's approval, rejection or verdict.
 
-The policy's loop is the only writer of its plans (one writer, no races); this handler only tells it
-not to wait for the rest of its interval. A raw event handler: it keeps no state on the plan, so
-ajan needs no patch permission on plans.
+The policy's loop is the only writer of its plans' status (one writer, no races); this handler wakes
+it for an approval or a false positive to revert, and copies a verdict set with ``kubectl`` into the
+feedback store (Redis), where later decisions read it. A raw event handler: it keeps no state on the
+plan, so ajan needs no patch permission on plans for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import kopf
 
-from ajan.models import GROUP, VERSION, PlanPhase
+from ajan.clients.feedback_store import FeedbackUnavailableError
+from ajan.models import GROUP, VERSION, Feedback, PlanPhase
 from ajan.services.execution import needs_revert
+from ajan.services.feedback import record_of
+from ajan.services.reconcile import Runtime
+
+#: How often a verdict that Redis refused is offered again.
+STORE_RETRY_S: Final = 10.0
 
 
 @kopf.on.event(GROUP, VERSION, "remediationplans")
-def person_decided(*, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """A waiting plan got ``spec.approval``, or an executed one a false-positive ``spec.feedback``:
-    wake its policy's loop, which approves, rejects or reverts."""
+async def person_decided(
+    *, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """A plan got ``spec.approval`` or ``spec.feedback``: store the verdict, wake the policy's loop.
+
+    The loop approves, rejects, or reverts an executed pause or abort called a false positive.
+    """
     spec = body.get("spec") or {}
+    runtime: Runtime | None = memo.get("runtime")
+    if namespace is None or runtime is None:
+        return
+    if spec.get("feedback") is not None and runtime.feedback is not None:
+        await _store_verdict(runtime, body, logger)
     phase = (body.get("status") or {}).get("phase")
     approved = spec.get("approval") is not None and phase in (None, PlanPhase.PROPOSED.value)
-    if namespace is None or not (approved or needs_revert(body)):
-        return
-    runtime = memo.get("runtime")
-    if runtime is not None:
+    if approved or needs_revert(body):
         runtime.wake(namespace, spec["policyRef"]["name"])
+
+
+async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger) -> None:
+    """Copy the plan's ``spec.feedback`` into Redis, once per verdict and process.
+
+    While Redis is down a background task retries every :data:`STORE_RETRY_S` (a plan may see no
+    further event to bring the handler back); the verdict meanwhile stays on the plan.
+    """
+    store = runtime.feedback
+    assert store is not None
+    feedback = Feedback.model_validate(body["spec"]["feedback"])
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"], feedback.verdict.value, str(feedback.at))
+    if key in runtime.stored_verdicts:
+        return
+    runtime.stored_verdicts.add(key)
+    plan = {"metadata": dict(meta), "spec": dict(body["spec"])}
+
+    async def store_it() -> None:
+        while True:
+            try:
+                existing = await store.get(meta["namespace"], plan["spec"]["policyRef"]["name"], meta["name"])
+                if existing is not None and existing.verdict is feedback.verdict:
+                    return  # the feedback API (or this process, before a restart) stored it already
+                # A verdict without a time counts from when ajan first stores it.
+                at = feedback.at or datetime.fromtimestamp(runtime.clock(), tz=UTC)
+                await store.record(record_of(plan, feedback.verdict, at, feedback.by, feedback.comment))
+                logger.info("stored the %s verdict on %s", feedback.verdict.value, meta["name"])
+                return
+            except FeedbackUnavailableError as err:
+                logger.warning("cannot store the verdict on %s yet: %s", meta["name"], err)
+                await asyncio.sleep(STORE_RETRY_S)
+
+    runtime.spawn(store_it())

@@ -9,6 +9,7 @@ import httpx
 import kopf
 from kubernetes import client, config
 
+from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.rollouts import RolloutClient
 from ajan.services.reconcile import OperatorConfig, Runtime
@@ -51,16 +52,28 @@ async def configure(
         limits=httpx.Limits(max_connections=4 * slots, max_keepalive_connections=2 * slots),
         timeout=operator_config.query_timeout_s,
     )
+    feedback = (
+        FeedbackStore.from_url(operator_config.redis_url, ttl_s=operator_config.feedback_ttl_s)
+        if operator_config.redis_url
+        else None
+    )
     memo.runtime = Runtime(
         operator_config,
         http,
         KubeStore(kube_api_client(), max_workers=slots),
         rollouts=RolloutClient(kube_api_client(), max_workers=max(2, slots // 2)),
+        feedback=feedback,
     )
+    if feedback is not None and not await feedback.ping():
+        # Not fatal: decisions are made without feedback until Redis answers.
+        logger.warning(
+            "redis at %s does not answer (yet): deciding without feedback", operator_config.redis_url
+        )
     logger.info(
-        "ajan started: default Prometheus %s, concurrency %d",
+        "ajan started: default Prometheus %s, concurrency %d, feedback %s",
         operator_config.default_prometheus_url or "(none)",
         slots,
+        "in redis" if feedback is not None else "off (no --redis-url)",
     )
 
 
@@ -69,7 +82,4 @@ async def close(*, memo: kopf.Memo, **_: Any) -> None:
     """Close the shared clients."""
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
-        await runtime.http.aclose()
-        runtime.kube.close()
-        if runtime.rollouts is not None:
-            runtime.rollouts.close()
+        await runtime.close()

@@ -34,6 +34,7 @@ from ajan.models.plan import (
     RemediationPlan,
     RemediationPlanSpec,
     RemediationPlanStatus,
+    SeverityEstimate,
     Verdict,
 )
 from ajan.models.policy import (
@@ -98,6 +99,7 @@ __all__ = [
     "Rule",
     "Sensitivity",
     "Severity",
+    "SeverityEstimate",
     "TargetRef",
     "Verdict",
     "find_condition",

@@ -124,6 +124,22 @@ class Drift(KubeModel):
     """Two-sample Kolmogorov-Smirnov p-value, in [0, 1]."""
 
 
+class SeverityEstimate(KubeModel):
+    """The severity classifier's calibrated probabilities for this decision."""
+
+    info: Fraction
+    """Probability that nothing needs doing (no incident now or within a window)."""
+
+    warning: Fraction
+    """Probability that an incident is coming (within a window) but has not begun."""
+
+    critical: Fraction
+    """Probability that an incident is under way."""
+
+    source: Literal["model", "rules"]
+    """model: the shipped TFLite classifier; rules: the documented fallback (the model could not load)."""
+
+
 class Evidence(KubeModel):
     """Why the plan was proposed: what ajan saw when it decided."""
 
@@ -138,6 +154,12 @@ class Evidence(KubeModel):
 
     drift: list[Drift] = Field(default_factory=list, max_length=50)
     """Metrics whose distribution drifted from the baseline."""
+
+    severity: SeverityEstimate | None = None
+    """The severity classifier's probabilities (absent on plans made before it existed)."""
+
+    feedback: Annotated[StrictStr, StringConstraints(max_length=1024)] | None = None
+    """How operators' verdicts on earlier plans of the same anomaly signature changed this decision."""
 
 
 class GitOpsManager(StrEnum):

@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -33,6 +33,7 @@ import httpx
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
 from ajan.clients.rollouts import RolloutClient
@@ -53,10 +54,11 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.models.common import rfc3339
-from ajan.services.assessment import Assessment, assess
+from ajan.services.assessment import Assessment, assess, rung_for
 from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
-from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
+from ajan.services.feedback import apply_feedback, signature
+from ajan.services.incident import ACTION_RANK, Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.window import fetch_window, window_bounds
 
 LABEL_POLICY: Final = "aiops.ajan.dev/policy"
@@ -82,6 +84,8 @@ class OperatorConfig:
     concurrency: int = 8
     #: Where operator feedback is kept; evaluations run without it.
     redis_url: str | None = None
+    #: How long a verdict counts.
+    feedback_ttl_s: int = DEFAULT_TTL_S
     #: Actions (annotations not counted) the whole operator takes per hour at most.
     max_actions_per_hour: int = 20
 
@@ -136,8 +140,14 @@ class Runtime:
         kube: KubeStore,
         clock: Callable[[], float] = time.time,
         rollouts: RolloutClient | None = None,
+        feedback: FeedbackStore | None = None,
     ) -> None:
         self.config = config
+        #: Operators' verdicts (Redis); without it every decision is made as if none were given.
+        self.feedback = feedback
+        #: Verdicts set with kubectl that this process has copied into Redis (or is copying).
+        self.stored_verdicts: set[tuple[str, str, str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.http = http
         self.kube = kube
         self.clock = clock
@@ -147,6 +157,24 @@ class Runtime:
         self._sources: dict[str, _Throttled] = {}
         self._wakeups: dict[tuple[str, str], asyncio.Event] = {}
         self.analysis_slots = asyncio.Semaphore(config.concurrency)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background until it ends or the operator stops (`close`)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Cancel background work and close the shared clients."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.aclose()
+        self.kube.close()
+        if self.rollouts is not None:
+            self.rollouts.close()
+        if self.feedback is not None:
+            await self.feedback.close()
 
     def wakeup(self, namespace: str, policy: str) -> asyncio.Event:
         """The event that wakes a policy's evaluation loop before its interval is up."""
@@ -195,6 +223,7 @@ class PolicyEvaluator:
         self.name = name
         self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("ajan.policy")
         self.incident: Incident | None = None
+        self._feedback_down = False
         self._loaded = False
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
@@ -242,15 +271,17 @@ class PolicyEvaluator:
             notes = await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
 
+        assessment, ladder, notes = await self._with_feedback(spec, assessment, now)
         decision = decide(
             self.name,
             self.incident,
             assessment.confidence,
-            spec.remediation.ladder,
+            ladder,
             spec.remediation.recovery_evaluations,
             now,
         )
-        decision, notes = await self._carry_out(body, spec, decision, assessment, now)
+        decision, carried = await self._carry_out(body, spec, decision, assessment, now)
+        notes += carried
         self.incident = decision.incident
         await self._execute(spec, now)
         conditions = list(status.get("conditions") or [])
@@ -286,6 +317,49 @@ class PolicyEvaluator:
             patch["lastPlan"] = decision.incident.plan
         await self.runtime.kube.patch_policy_status(self.namespace, self.name, patch)
         return Report(delay, decision.outcome, None, notes, assessment)
+
+    async def _with_feedback(
+        self, spec: CorrelationPolicySpec, assessment: Assessment, now: datetime
+    ) -> tuple[Assessment, list[LadderStep], list[Note]]:
+        """The assessment and ladder as operators' verdicts on this anomaly signature change them.
+
+        Without Redis (none configured, or down) the decision is made as if no verdict were given:
+        feedback only ever refines a decision, it is never needed for one.
+        """
+        ladder = list(spec.remediation.ladder)
+        store = self.runtime.feedback
+        if store is None:
+            return assessment, ladder, []
+        anomalies = assessment.evidence.anomalies
+        try:
+            history = await store.history(
+                self.namespace, self.name, signature(a.metric for a in anomalies), now
+            )
+        except FeedbackUnavailableError as err:
+            self.log.warning("deciding without feedback: %s", err)
+            first = not self._feedback_down
+            self._feedback_down = True
+            message = f"deciding without operators' feedback: {err}"
+            return assessment, ladder, [Note("FeedbackUnavailable", message, warning=True)] if first else []
+        notes = (
+            [Note("FeedbackAvailable", "operators' feedback is read again")] if self._feedback_down else []
+        )
+        self._feedback_down = False
+        effect = apply_feedback(
+            assessment.confidence, max((abs(a.z_score) for a in anomalies), default=0.0), history
+        )
+        if effect.reason is None:
+            return assessment, ladder, notes
+        if effect.capped:
+            ladder = [step for step in ladder if ACTION_RANK[step.action] <= ACTION_RANK[Action.ANNOTATE]]
+        evidence = assessment.evidence.model_copy(update={"feedback": effect.reason})
+        adjusted = dataclasses.replace(
+            assessment,
+            confidence=effect.confidence,
+            rung=rung_for(effect.confidence, ladder),
+            evidence=evidence,
+        )
+        return adjusted, ladder, notes
 
     async def _degraded(
         self, status: dict[str, Any], reason: str, message: str, now: datetime, generation: int | None
