@@ -20,7 +20,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,14 +30,16 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
+from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackHistory, FeedbackRecord
 from ajan.clients.prometheus import (
     MAX_POINTS,
     InsufficientData,
     MetricSource,
     MetricSourceError,
 )
-from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, parse_duration
+from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
 from ajan.services.assessment import Assessment, MetricWindow, assess
+from ajan.services.feedback import assessment_shifts, refine, signature
 from ajan.services.incident import Decision, Outcome, decide
 from ajan.services.window import raise_most_telling, window_bounds
 from ajan.table import InputError
@@ -404,12 +406,47 @@ def _plan_event(at: datetime, decision: Decision, severity: str, assessment: Ass
     )
 
 
-def replay(policy: CorrelationPolicy, history: MetricWindow, start: float, end: float) -> BacktestResult:
+def _judge(
+    verdicts: Callable[[PlanEvent], Verdict | None],
+    plans: Sequence[PlanEvent],
+    moved: dict[str, float],
+    policy: str,
+    namespace: str,
+    at: datetime,
+) -> list[FeedbackRecord]:
+    """The verdicts given on an incident's plans when it resolved."""
+    records = []
+    for plan in plans:
+        verdict = verdicts(plan)
+        if verdict is not None:
+            records.append(
+                FeedbackRecord(
+                    namespace=namespace, policy=policy, plan=plan.plan, signature=signature(moved),
+                    verdict=verdict, at=at, shifts=moved, confidence=plan.confidence, action=plan.action,
+                )
+            )  # fmt: skip
+    return records
+
+
+def replay(
+    policy: CorrelationPolicy,
+    history: MetricWindow,
+    start: float,
+    end: float,
+    *,
+    verdicts: Callable[[PlanEvent], Verdict | None] | None = None,
+    feedback_ttl_s: float = DEFAULT_TTL_S,
+) -> BacktestResult:
     """Evaluate the policy every ``interval`` from ``start`` to ``end`` over ``history``.
 
     Pure. ``history`` must cover the window of every evaluation (see `history_grid`). Each evaluation
     does what the operator's does: an `InsufficientData` assessment changes nothing and is counted;
     otherwise `decide` moves the in-memory incident on, and an opening or escalation is a plan.
+
+    With ``verdicts`` (a stand-in for the person who judges each plan of an incident once it has
+    resolved), every decision is refined by the live verdicts, exactly as the operator's is with
+    Redis (:func:`ajan.services.feedback.refine`). A verdict is recorded as the operator records one
+    on a plan whose evidence grew: with every metric the incident involved and how far each moved.
     """
     spec = policy.spec
     name = str(policy.metadata.get("name") or "backtest")
@@ -419,6 +456,10 @@ def replay(policy: CorrelationPolicy, history: MetricWindow, start: float, end: 
     severities = {step.action: step.severity.value for step in ladder}
 
     incident: Incident | None = None
+    given: list[FeedbackRecord] = []
+    # The open incident's plans, and how far each metric it involved moved so far.
+    judged: list[PlanEvent] = []
+    moved: dict[str, float] = {}
     plans: list[PlanEvent] = []
     resolutions: list[Resolution] = []
     gaps: list[DataGap] = []
@@ -443,19 +484,31 @@ def replay(policy: CorrelationPolicy, history: MetricWindow, start: float, end: 
                 gaps.append(DataGap(at, at, 1, err.reason, err.message))
             continue
         assessed += 1
+        steps = list(ladder)
+        if verdicts is not None:
+            live = tuple(r for r in given if t - r.at.timestamp() < feedback_ttl_s)
+            assessment, steps = refine(assessment, steps, FeedbackHistory(live))
         confidence = assessment.confidence
         if max_conf is None or confidence > max_conf[0]:
             max_conf = (confidence, at)
-        decision = decide(name, incident, confidence, ladder, spec.remediation.recovery_evaluations, at)
+        decision = decide(name, incident, confidence, steps, spec.remediation.recovery_evaluations, at)
         if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
             assert decision.incident is not None
             incidents += decision.outcome is Outcome.OPEN
             severity = severities.get(decision.incident.action, "warning")
-            plans.append(_plan_event(at, decision, severity, assessment))
+            event = _plan_event(at, decision, severity, assessment)
+            plans.append(event)
+            judged.append(event)
         elif decision.outcome is Outcome.RESOLVE:
             assert incident is not None
             resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
             incident_seconds += t - incident.opened_at.timestamp()
+            if verdicts is not None:
+                given += _judge(verdicts, judged, moved, name, str(namespace or "default"), at)
+            judged, moved = [], {}
+        if decision.incident is not None:
+            for metric, shift in assessment_shifts(assessment).items():
+                moved[metric] = max(moved.get(metric, 0.0), shift)
         incident = decision.incident
     if incident is not None:
         # Still open when the replay ends: it counts until the end of the range.

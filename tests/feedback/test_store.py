@@ -19,26 +19,28 @@ POLICY = "checkout"
 
 
 def record(plan: str, verdict: Verdict = Verdict.FALSE_POSITIVE, *, signature: str = "cpu+queue",
-           at: datetime | None = None, peak_z: float = 6.0) -> FeedbackRecord:  # fmt: skip
+           at: datetime | None = None) -> FeedbackRecord:  # fmt: skip
     return FeedbackRecord(
         namespace=NAMESPACE, policy=POLICY, plan=plan, signature=signature, verdict=verdict,
-        at=at or datetime.now(UTC), peak_z=peak_z, confidence=0.8, action="pause", by="alice",
+        at=at or datetime.now(UTC), shifts={"cpu": 0.3}, confidence=0.8, action="pause", by="alice",
     )  # fmt: skip
 
 
-def test_a_verdict_is_stored_with_its_ttl_and_counted_by_signature(redis_server: RedisServer) -> None:
+def test_a_verdict_is_stored_with_its_ttl_and_read_back_by_policy(redis_server: RedisServer) -> None:
     async def go() -> None:
         store = FeedbackStore.from_url(redis_server.url, ttl_s=3600)
         try:
             await store.record(record("p1"))
             await store.record(record("p2", Verdict.TRUE_POSITIVE))
             await store.record(record("p3", signature="latency"))
-            history = await store.history(NAMESPACE, POLICY, "cpu+queue", datetime.now(UTC))
-            assert (history.false_positives, history.true_positives) == (1, 1)
-            assert history.max_rejected_z == 6.0
+            history = await store.history(NAMESPACE, POLICY, datetime.now(UTC))
+            assert [r.plan for r in history.records] == ["p1", "p2", "p3"]
+            assert (history.false_positives, history.true_positives) == (2, 1)
+            assert history.records[0].shifts == {"cpu": 0.3}
             assert 3590 <= await store.ttl(NAMESPACE, POLICY, "p1") <= 3600
-            other = await store.history(NAMESPACE, POLICY, "latency", datetime.now(UTC))
-            assert [r.plan for r in other.records] == ["p3"]
+            about_latency = history.relevant("latency")
+            assert [r.plan for r in about_latency.records] == ["p3"]
+            assert await store.history(NAMESPACE, "other", datetime.now(UTC)) == type(history)()
             got = await store.get(NAMESPACE, POLICY, "p1")
             assert got is not None and got == record("p1", at=got.at)
         finally:
@@ -62,7 +64,7 @@ def test_a_verdict_expires_after_the_ttl_and_recording_it_again_does_not_prolong
             while await store.get(NAMESPACE, POLICY, "p1") is not None:
                 assert time.monotonic() < deadline, "the verdict outlived its TTL"
                 await asyncio.sleep(0.1)
-            assert (await store.history(NAMESPACE, POLICY, "cpu+queue", datetime.now(UTC))).records == ()
+            assert (await store.history(NAMESPACE, POLICY, datetime.now(UTC))).records == ()
             # A verdict given longer ago than the TTL is gone at once.
             await store.record(record("p2", at=given - timedelta(seconds=60)))
             assert await store.get(NAMESPACE, POLICY, "p2") is None
@@ -85,7 +87,7 @@ def test_acknowledged_verdicts_survive_a_redis_restart(redis_server: RedisServer
     async def read() -> int:
         store = FeedbackStore.from_url(redis_server.url)
         try:
-            history = await store.history(NAMESPACE, POLICY, "cpu+queue", datetime.now(UTC))
+            history = await store.history(NAMESPACE, POLICY, datetime.now(UTC))
             assert 0 < await store.ttl(NAMESPACE, POLICY, "p0") <= 7 * 86400
             return history.false_positives
         finally:
@@ -125,7 +127,7 @@ def test_redis_killed_mid_write_keeps_each_verdict_whole(redis_server: RedisServ
     raw = redis.Redis.from_url(redis_server.url)
     try:
         keys = {k.decode().rsplit("/", 1)[1] for k in raw.scan_iter("ajan:feedback:plan:*")}
-        index = {m.decode() for m in raw.zrange(f"ajan:feedback:index:{NAMESPACE}/{POLICY}:cpu+queue", 0, -1)}
+        index = {m.decode() for m in raw.zrange(f"ajan:feedback:index:{NAMESPACE}/{POLICY}", 0, -1)}
     finally:
         raw.close()
     assert set(acknowledged) <= keys, "an acknowledged verdict was lost"
@@ -143,7 +145,7 @@ def test_redis_down_is_a_clear_error_quickly(redis_server: RedisServer) -> None:
             with pytest.raises(FeedbackUnavailableError, match="redis refused the feedback on plan p1"):
                 await store.record(record("p1"))
             with pytest.raises(FeedbackUnavailableError, match="redis did not answer"):
-                await store.history(NAMESPACE, POLICY, "cpu+queue", datetime.now(UTC))
+                await store.history(NAMESPACE, POLICY, datetime.now(UTC))
         finally:
             await store.close()
 

@@ -2,7 +2,7 @@
 
 Redis holds the feedback that changes later decisions; the plan's own ``spec.feedback`` is what a
 person sees with ``kubectl``. A verdict is one key per plan (``SET ... EX ttl``), indexed per policy
-and anomaly signature by a sorted set scored by the time of the verdict, both written in one
+by a sorted set scored by the time of the verdict, both written in one
 ``MULTI``/``EXEC`` transaction: a Redis killed mid-write keeps both or neither. Giving a plan a new
 verdict replaces the old one (one plan, one verdict), so writing the same verdict twice is harmless.
 
@@ -43,7 +43,9 @@ class FeedbackRecord:
     """One verdict on one plan.
 
     signature: the plan's anomaly signature (:func:`ajan.services.feedback.signature`).
-    peak_z: the largest bad-direction z-score in the plan's evidence: how strong the alarm was.
+    shifts: per anomalous metric, the largest distance from its baseline the plan's evidence showed
+        (in the metric's unit): how strong the alarm was. Distances, not z-scores: a calibrated z
+        saturates, so a pattern three times its usual size scores barely higher.
     """
 
     namespace: str
@@ -52,7 +54,7 @@ class FeedbackRecord:
     signature: str
     verdict: Verdict
     at: datetime
-    peak_z: float
+    shifts: dict[str, float]
     confidence: float
     action: str
     by: str | None = None
@@ -76,9 +78,27 @@ class FeedbackRecord:
 
 @dataclass(frozen=True)
 class FeedbackHistory:
-    """The live verdicts on one policy's plans of one signature."""
+    """Live verdicts on one policy's plans."""
 
     records: tuple[FeedbackRecord, ...] = ()
+
+    def relevant(self, signature: str) -> FeedbackHistory:
+        """The verdicts that bear on an alarm of ``signature``.
+
+        A rejected alarm bears on it if it involved every metric of this one: a recurring pattern
+        does not push the same metrics past the threshold every time, so an alarm on part of a
+        rejected pattern is that pattern, while a metric the rejected alarm did not involve is news.
+        A confirmed incident bears on it if this alarm involves every metric the incident did.
+        """
+        metrics = _metrics(signature)
+
+        def bears(record: FeedbackRecord) -> bool:
+            judged = _metrics(record.signature)
+            if record.verdict is Verdict.FALSE_POSITIVE:
+                return metrics <= judged
+            return bool(judged) and judged <= metrics
+
+        return FeedbackHistory(tuple(r for r in self.records if bears(r)))
 
     @property
     def true_positives(self) -> int:
@@ -90,18 +110,18 @@ class FeedbackHistory:
         """Plans of this signature rejected as false alarms."""
         return sum(r.verdict is Verdict.FALSE_POSITIVE for r in self.records)
 
-    @property
-    def max_rejected_z(self) -> float:
-        """The strongest alarm of this signature that a person called false (0 without any)."""
-        return max((r.peak_z for r in self.records if r.verdict is Verdict.FALSE_POSITIVE), default=0.0)
+
+def _metrics(signature: str) -> frozenset[str]:
+    # Mirrors ajan.services.feedback.signature: names joined by "+", "-" for none.
+    return frozenset(name for name in signature.split("+") if name and name != "-")
 
 
 def _record_key(namespace: str, policy: str, plan: str) -> str:
     return f"{PREFIX}:plan:{namespace}/{policy}/{plan}"
 
 
-def _index_key(namespace: str, policy: str, signature: str) -> str:
-    return f"{PREFIX}:index:{namespace}/{policy}:{signature}"
+def _index_key(namespace: str, policy: str) -> str:
+    return f"{PREFIX}:index:{namespace}/{policy}"
 
 
 class FeedbackStore:
@@ -142,7 +162,7 @@ class FeedbackStore:
         Raises `FeedbackUnavailableError` when Redis does not acknowledge it; then nothing was written.
         """
         key = _record_key(record.namespace, record.policy, record.plan)
-        index = _index_key(record.namespace, record.policy, record.signature)
+        index = _index_key(record.namespace, record.policy)
         # The verdict lives ttl_s from when it was *given*: recording it again (the operator does,
         # after a restart, for verdicts set with kubectl) must not make it live longer.
         expires = math.floor(record.at.timestamp() + self.ttl_s)
@@ -160,12 +180,12 @@ class FeedbackStore:
                 f"redis refused the feedback on plan {record.plan}: {err}"
             ) from err
 
-    async def history(self, namespace: str, policy: str, signature: str, now: datetime) -> FeedbackHistory:
-        """The live verdicts on ``policy``'s plans of ``signature``, oldest first.
+    async def history(self, namespace: str, policy: str, now: datetime) -> FeedbackHistory:
+        """The live verdicts on ``policy``'s plans, oldest first.
 
         Raises `FeedbackUnavailableError` when Redis does not answer.
         """
-        index = _index_key(namespace, policy, signature)
+        index = _index_key(namespace, policy)
         try:
             await self._redis.zremrangebyscore(index, "-inf", f"({now.timestamp() - self.ttl_s}")
             plans: Sequence[bytes] = await self._redis.zrange(index, 0, -1)
@@ -177,9 +197,7 @@ class FeedbackStore:
                 f"redis did not answer for the feedback of {policy}: {err}"
             ) from err
         # A record may have expired before its index entry was trimmed: it is simply gone.
-        records = [FeedbackRecord.from_json(raw) for raw in raws if raw is not None]
-        # A plan whose verdict was given again under another signature is counted under that one.
-        return FeedbackHistory(tuple(r for r in records if r.signature == signature))
+        return FeedbackHistory(tuple(FeedbackRecord.from_json(raw) for raw in raws if raw is not None))
 
     async def get(self, namespace: str, policy: str, plan: str) -> FeedbackRecord | None:
         """The live verdict on one plan, if any."""

@@ -58,7 +58,7 @@ async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger)
     if key in runtime.stored_verdicts:
         return
     runtime.stored_verdicts.add(key)
-    plan = {"metadata": dict(meta), "spec": dict(body["spec"])}
+    plan = {"metadata": dict(meta), "spec": dict(body["spec"]), "status": dict(body.get("status") or {})}
 
     async def store_it() -> None:
         while True:

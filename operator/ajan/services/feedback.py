@@ -7,29 +7,40 @@ incident that also moves the SLO metric has another.
 
 How feedback changes a decision, for the same policy and signature over the feedback TTL:
 
-* The confidence's odds are multiplied by ``(true positives + 1) / (false positives + 1)``: a
-  Laplace-smoothed likelihood ratio of the people's verdicts. One false alarm halves the odds.
-* While the signature has false positives and no confirmed incident, an alarm no stronger than
-  :data:`ESCALATION_FACTOR` times the strongest rejected one is capped at the ladder's annotate rung:
-  it is still recorded and annotated, but no longer pauses or aborts the Rollout.
-* Never a missed confirmed incident: one true-positive verdict on the signature lifts the cap, a
-  different signature (say the SLO metric joins in) is judged afresh, and so is the same pattern
+* The verdicts that count (`FeedbackHistory.relevant`): rejected alarms that involved every metric
+  of this one (a recurring pattern does not push the same metrics past the threshold every time,
+  but a metric the rejected alarm never involved is news), and confirmed incidents whose metrics
+  are all in this one.
+* The confidence's odds are multiplied by ``(true positives + 1) / (false positives + 1)``,
+  counting the confirmed incidents this alarm is as strong as and the rejected alarms it is no
+  stronger than: a Laplace-smoothed likelihood ratio of the people's verdicts. One false alarm
+  halves the odds; an alarm stronger than every rejected one is not discounted.
+* An alarm that moves no metric more than :data:`ESCALATION_FACTOR` times as far from its baseline
+  as a rejected one did is capped at the ladder's annotate rung (recorded and annotated, but no
+  pause or abort), unless a confirmed incident was about as weak (`as_strong`). Distances in the
+  metrics' units, not z-scores: a calibrated z saturates.
+* Never a missed confirmed incident: a confirmed incident of the same strength lifts the cap, a new
+  metric in the alarm (say the error rate joins in) is judged afresh, and so is the same pattern
   grown clearly stronger than anything a person called benign.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from ajan.clients.feedback_store import FeedbackHistory, FeedbackRecord, FeedbackStore
 from ajan.clients.kubernetes import KubeStore
-from ajan.models import Verdict
+from ajan.models import Action, LadderStep, Verdict
 from ajan.models.common import rfc3339
+from ajan.services.assessment import Assessment, rung_for
+from ajan.services.incident import ACTION_RANK
 
-#: An alarm this many times stronger (peak z) than the strongest one rejected is judged afresh.
+#: An alarm that moves a metric this many times as far from its baseline as a rejected one did is
+#: judged afresh; a confirmed incident vouches for alarms at least 1/this as strong.
 ESCALATION_FACTOR: Final = 1.5
 ODDS_EPSILON: Final = 1e-6
 #: The signature of an alarm with no anomalous metric (a prediction from correlations alone).
@@ -46,16 +57,34 @@ def signature(metrics: Iterable[str]) -> str:
     return "+".join(names) if names else NO_ANOMALY
 
 
-def plan_signature(spec: Mapping[str, Any]) -> str:
-    """The signature of a plan: the anomalous metrics of the evidence it was proposed on."""
-    anomalies = (spec.get("evidence") or {}).get("anomalies") or []
-    return signature(a["metric"] for a in anomalies)
+def _plan_anomalies(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The anomalies of a plan's evidence when proposed and of its latest evidence."""
+    proposed = ((plan.get("spec") or {}).get("evidence") or {}).get("anomalies") or []
+    latest = ((plan.get("status") or {}).get("latestEvidence") or {}).get("anomalies") or []
+    return [*proposed, *latest]
 
 
-def plan_peak_z(spec: Mapping[str, Any]) -> float:
-    """The strongest anomaly of a plan's evidence, as an absolute z-score (0 without any)."""
-    anomalies = (spec.get("evidence") or {}).get("anomalies") or []
-    return max((abs(float(a["z_score" if "z_score" in a else "zScore"])) for a in anomalies), default=0.0)
+def plan_signature(plan: Mapping[str, Any]) -> str:
+    """The signature of a plan: every metric anomalous when it was proposed or since."""
+    return signature(a["metric"] for a in _plan_anomalies(plan))
+
+
+def plan_shifts(plan: Mapping[str, Any]) -> dict[str, float]:
+    """Per anomalous metric of a plan's evidence, its largest distance from the baseline."""
+    return shifts((a["metric"], float(a["value"]), float(a["baseline"])) for a in _plan_anomalies(plan))
+
+
+def shifts(anomalies: Iterable[tuple[str, float, float]]) -> dict[str, float]:
+    """Per metric of ``(metric, value, baseline)`` triples, the largest ``|value - baseline|``."""
+    out: dict[str, float] = {}
+    for metric, value, baseline in anomalies:
+        out[metric] = max(out.get(metric, 0.0), abs(value - baseline))
+    return out
+
+
+def assessment_shifts(assessment: Assessment) -> dict[str, float]:
+    """Per anomalous metric of an assessment, its distance from the baseline."""
+    return shifts((a.metric, a.value, a.baseline) for a in assessment.evidence.anomalies)
 
 
 def record_of(
@@ -67,10 +96,10 @@ def record_of(
         namespace=plan["metadata"]["namespace"],
         policy=spec["policyRef"]["name"],
         plan=plan["metadata"]["name"],
-        signature=plan_signature(spec),
+        signature=plan_signature(plan),
         verdict=verdict,
         at=at,
-        peak_z=plan_peak_z(spec),
+        shifts=plan_shifts(plan),
         confidence=float(spec.get("confidence", 0.0)),
         action=str(spec.get("action", "")),
         by=by,
@@ -127,34 +156,77 @@ class FeedbackEffect:
     reason: str | None
 
 
-def apply_feedback(confidence: float, peak_z: float, history: FeedbackHistory) -> FeedbackEffect:
-    """Adjust one decision's confidence by the verdicts on its signature (see the module docstring).
+def refine(
+    assessment: Assessment, ladder: Sequence[LadderStep], history: FeedbackHistory
+) -> tuple[Assessment, list[LadderStep]]:
+    """The assessment and ladder as the verdicts on the assessment's signature change them.
+
+    The operator and the replay (:mod:`ajan.evaluation.feedback_replay`) both decide through this.
+    """
+    steps = list(ladder)
+    history = history.relevant(assessment_signature(assessment))
+    effect = apply_feedback(assessment.confidence, assessment_shifts(assessment), history)
+    if effect.reason is None:
+        return assessment, steps
+    if effect.capped:
+        steps = [step for step in steps if ACTION_RANK[step.action] <= ACTION_RANK[Action.ANNOTATE]]
+    evidence = assessment.evidence.model_copy(update={"feedback": effect.reason})
+    refined = dataclasses.replace(
+        assessment, confidence=effect.confidence, rung=rung_for(effect.confidence, steps), evidence=evidence
+    )
+    return refined, steps
+
+
+def assessment_signature(assessment: Assessment) -> str:
+    """The signature of what an assessment found anomalous."""
+    return signature(a.metric for a in assessment.evidence.anomalies)
+
+
+def no_stronger(alarm: Mapping[str, float], than: Mapping[str, float]) -> bool:
+    """Whether no metric of ``alarm`` moved more than :data:`ESCALATION_FACTOR` times as far as in
+    ``than`` (metrics ``than`` lacks are not compared)."""
+    return all(shift <= ESCALATION_FACTOR * than[m] for m, shift in alarm.items() if m in than)
+
+
+def as_strong(alarm: Mapping[str, float], than: Mapping[str, float]) -> bool:
+    """Whether ``alarm`` moved every metric of ``than`` at least 1/:data:`ESCALATION_FACTOR` as far."""
+    return all(m in alarm and alarm[m] * ESCALATION_FACTOR >= shift for m, shift in than.items())
+
+
+def apply_feedback(confidence: float, alarm: Mapping[str, float], history: FeedbackHistory) -> FeedbackEffect:
+    """Adjust one decision by the verdicts that bear on it (see the module docstring).
+
+    ``alarm``: this alarm's distance from the baseline per anomalous metric (`assessment_shifts`);
+    ``history``: only the verdicts that bear on it (`FeedbackHistory.relevant`).
 
     Examples
     --------
-    >>> apply_feedback(0.8, 5.0, FeedbackHistory()).confidence
+    >>> apply_feedback(0.8, {"latency": 0.2}, FeedbackHistory()).confidence
     0.8
     """
-    tp, fp = history.true_positives, history.false_positives
-    if tp == 0 and fp == 0:
+    # Only verdicts on alarms like this one count: a rejected alarm this one is no stronger than,
+    # a confirmed incident this one is as strong as.
+    tp = sum(as_strong(alarm, r.shifts) for r in history.records if r.verdict is Verdict.TRUE_POSITIVE)
+    fp = sum(no_stronger(alarm, r.shifts) for r in history.records if r.verdict is Verdict.FALSE_POSITIVE)
+    if not history.records:
         return FeedbackEffect(confidence, capped=False, reason=None)
     ratio = (tp + 1) / (fp + 1)
     # Odds of exactly 0 or 1 would not move: no model is ever that sure.
     p = min(max(confidence, ODDS_EPSILON), 1.0 - ODDS_EPSILON)
     odds = p / (1.0 - p) * ratio
-    adjusted = odds / (1.0 + odds)
-    stronger = peak_z > ESCALATION_FACTOR * history.max_rejected_z
-    capped = tp == 0 and fp > 0 and not stronger
+    adjusted = confidence if tp == fp else float(min(max(odds / (1.0 + odds), 0.0), 1.0))
+    like_rejected, like_confirmed = fp > 0, tp > 0
+    capped = like_rejected and not like_confirmed
     if capped:
         reason = (
-            f"{fp} false-positive verdict(s) on this signature and none confirmed: "
-            f"annotating only (peak z {peak_z:.1f}, strongest rejected {history.max_rejected_z:.1f})"
+            f"like {fp} alarm(s) operators called false positive, no stronger, and like no confirmed "
+            f"incident: annotating only (confidence odds x{ratio:.2g})"
         )
-    elif tp == 0 and fp > 0:
-        reason = (
-            f"{fp} false-positive verdict(s) on this signature, but this alarm is stronger "
-            f"(peak z {peak_z:.1f} > {ESCALATION_FACTOR:g} x {history.max_rejected_z:.1f}): acting on it"
-        )
+    elif like_confirmed:
+        reason = f"like a confirmed incident ({tp} confirmed, {fp} rejected): confidence odds x{ratio:.2g}"
     else:
-        reason = f"{tp} confirmed and {fp} rejected plan(s) of this signature: confidence x{ratio:.2g} odds"
-    return FeedbackEffect(float(min(max(adjusted, 0.0), 1.0)), capped=capped, reason=reason)
+        reason = (
+            f"stronger than the {history.false_positives} alarm(s) operators rejected (a metric moved "
+            f"more than {ESCALATION_FACTOR:g} times as far): judged afresh"
+        )
+    return FeedbackEffect(adjusted, capped=capped, reason=reason)

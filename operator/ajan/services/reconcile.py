@@ -54,11 +54,11 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.models.common import rfc3339
-from ajan.services.assessment import Assessment, assess, rung_for
+from ajan.services.assessment import Assessment, assess
 from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
-from ajan.services.feedback import apply_feedback, signature
-from ajan.services.incident import ACTION_RANK, Decision, Outcome, decide, plan_name, policy_label
+from ajan.services.feedback import refine
+from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.window import fetch_window, window_bounds
 
 LABEL_POLICY: Final = "aiops.ajan.dev/policy"
@@ -330,11 +330,8 @@ class PolicyEvaluator:
         store = self.runtime.feedback
         if store is None:
             return assessment, ladder, []
-        anomalies = assessment.evidence.anomalies
         try:
-            history = await store.history(
-                self.namespace, self.name, signature(a.metric for a in anomalies), now
-            )
+            history = await store.history(self.namespace, self.name, now)
         except FeedbackUnavailableError as err:
             self.log.warning("deciding without feedback: %s", err)
             first = not self._feedback_down
@@ -345,21 +342,8 @@ class PolicyEvaluator:
             [Note("FeedbackAvailable", "operators' feedback is read again")] if self._feedback_down else []
         )
         self._feedback_down = False
-        effect = apply_feedback(
-            assessment.confidence, max((abs(a.z_score) for a in anomalies), default=0.0), history
-        )
-        if effect.reason is None:
-            return assessment, ladder, notes
-        if effect.capped:
-            ladder = [step for step in ladder if ACTION_RANK[step.action] <= ACTION_RANK[Action.ANNOTATE]]
-        evidence = assessment.evidence.model_copy(update={"feedback": effect.reason})
-        adjusted = dataclasses.replace(
-            assessment,
-            confidence=effect.confidence,
-            rung=rung_for(effect.confidence, ladder),
-            evidence=evidence,
-        )
-        return adjusted, ladder, notes
+        assessment, ladder = refine(assessment, ladder, history)
+        return assessment, ladder, notes
 
     async def _degraded(
         self, status: dict[str, Any], reason: str, message: str, now: datetime, generation: int | None
