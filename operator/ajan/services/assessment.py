@@ -50,6 +50,7 @@ from ajan.models import (
     PredictedImpact,
     parse_duration,
 )
+from ajan.services.features import DecisionFeatures, decision_features
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -107,6 +108,7 @@ class Assessment:
     rung: the ladder step the confidence reaches, or None.
     metric_scores: per metric, its anomaly score now.
     evidence: anomalies, correlations, predicted impact and drift, for the plan.
+    features: the bounded features of this decision, the severity model's input.
     """
 
     at: datetime
@@ -119,6 +121,7 @@ class Assessment:
     rung: LadderStep | None
     metric_scores: dict[str, float]
     evidence: Evidence
+    features: DecisionFeatures
 
     @property
     def top_correlations(self) -> list[Correlation]:
@@ -341,6 +344,26 @@ def assess(
         )
         for i in np.flatnonzero(drift.drifted).tolist()
     ]
+    features = decision_features(
+        confidence=confidence,
+        slo_score=slo_score,
+        signal_score=signal_score,
+        score=score,
+        breach_probability=breach,
+        coverage=coverage,
+        bad_now=bad_now,
+        metric_scores=metric_scores,
+        z_half=z_half,
+        threshold=spec.anomaly.threshold,
+        orient=orient,
+        current=cur,
+        baseline=base,
+        correlation=corr,
+        impacts=impacts,
+        is_slo=slo,
+        drift=drift,
+        window_rows=min(rows, nominal_rows(spec)),
+    )
     return Assessment(
         at=_stamp(float(window.timestamps[-1])),
         score=score,
@@ -354,6 +377,7 @@ def assess(
         evidence=Evidence(
             anomalies=anomalies, correlations=correlations, predicted_impact=predicted, drift=drifted
         ),
+        features=features,
     )
 
 
