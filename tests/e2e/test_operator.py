@@ -106,6 +106,10 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
     top = spec["evidence"]["anomalies"][0]
     assert top["metric"] == "error-ratio"
     assert top["value"] > 10 * top["baseline"] and top["zScore"] > 0
+    # The shipped severity model loaded and classified the decision (advisory, in the evidence).
+    severity = spec["evidence"]["severity"]
+    assert severity["source"] == "model"
+    assert abs(severity["info"] + severity["warning"] + severity["critical"] - 1.0) < 1e-3
     assert status["phase"] == "Executed"  # dry-run: the patch recorded, nothing sent
     assert status["dryRunPatch"] == '{"spec": {"paused": true}}'
     owner = plan["metadata"]["ownerReferences"][0]

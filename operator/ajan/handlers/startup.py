@@ -13,6 +13,7 @@ from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.rollouts import RolloutClient
 from ajan.services.reconcile import OperatorConfig, Runtime
+from ajan.services.severity import load_classifier
 
 PREFIX = "aiops.ajan.dev"
 
@@ -57,12 +58,16 @@ async def configure(
         if operator_config.redis_url
         else None
     )
+    classifier, fallback = load_classifier()
+    if fallback is not None:
+        logger.warning("severity model unusable, plans show rule-based severities: %s", fallback)
     memo.runtime = Runtime(
         operator_config,
         http,
         KubeStore(kube_api_client(), max_workers=slots),
         rollouts=RolloutClient(kube_api_client(), max_workers=max(2, slots // 2)),
         feedback=feedback,
+        classifier=classifier,
     )
     if feedback is not None and not await feedback.ping():
         # Not fatal: decisions are made without feedback until Redis answers.

@@ -59,6 +59,7 @@ from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
 from ajan.services.feedback import refine
 from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
+from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier, estimate
 from ajan.services.window import fetch_window, window_bounds
 
 LABEL_POLICY: Final = "aiops.ajan.dev/policy"
@@ -141,8 +142,11 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         rollouts: RolloutClient | None = None,
         feedback: FeedbackStore | None = None,
+        classifier: SeverityClassifier | None = None,
     ) -> None:
         self.config = config
+        #: The severity model (advisory: its probabilities go into the evidence).
+        self.classifier: SeverityClassifier = classifier or RuleSeverityClassifier()
         #: Operators' verdicts (Redis); without it every decision is made as if none were given.
         self.feedback = feedback
         #: Verdicts set with kubectl that this process has copied into Redis (or is copying).
@@ -267,6 +271,7 @@ class PolicyEvaluator:
             async with self.runtime.analysis_slots:
                 hold = self.incident is not None
                 assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
+            assessment = estimate(assessment, self.runtime.classifier)
         except MetricSourceError as err:
             notes = await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
