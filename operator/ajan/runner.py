@@ -55,6 +55,15 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _listen(text: str) -> tuple[str, int] | None:
+    if text in ("", "off"):
+        return None
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"not host:port: {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
 def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``run`` subcommand to ajan's command line."""
     run = subparsers.add_parser(
@@ -93,6 +102,32 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=_positive_int,
         default=_env("AJAN_FEEDBACK_TTL", str(7 * 86400)),
         help="seconds an operator's verdict counts (env AJAN_FEEDBACK_TTL; default 604800, 7 days)",
+    )
+    run.add_argument(
+        "--feedback-listen",
+        type=_listen,
+        default=_env("AJAN_FEEDBACK_LISTEN", "off"),
+        help="host:port of the feedback API and /metrics, e.g. 0.0.0.0:8080 (env AJAN_FEEDBACK_LISTEN; "
+        "default off); the API needs --redis-url",
+    )
+    run.add_argument(
+        "--feedback-audience",
+        default=_env("AJAN_FEEDBACK_AUDIENCE", "ajan-feedback"),
+        help="the aud a feedback API bearer token must carry (env AJAN_FEEDBACK_AUDIENCE; "
+        "default ajan-feedback)",
+    )
+    run.add_argument(
+        "--feedback-issuer",
+        default=_env("AJAN_FEEDBACK_ISSUER"),
+        help="the iss a feedback API bearer token must carry (env AJAN_FEEDBACK_ISSUER; default: any "
+        "issuer whose keys the JWKS publishes)",
+    )
+    run.add_argument(
+        "--feedback-jwks-url",
+        type=_url,
+        default=_env("AJAN_FEEDBACK_JWKS_URL"),
+        help="JWKS of an external identity provider (env AJAN_FEEDBACK_JWKS_URL; default: the "
+        "cluster's service-account issuer, /openid/v1/jwks)",
     )
     run.add_argument(
         "--concurrency",
@@ -143,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         redis_url=args.redis_url,
         feedback_ttl_s=args.feedback_ttl,
+        feedback_listen=args.feedback_listen,
+        feedback_audience=args.feedback_audience,
+        feedback_issuer=args.feedback_issuer,
+        feedback_jwks_url=args.feedback_jwks_url,
         max_actions_per_hour=args.max_actions_per_hour,
     )
     kopf.configure(verbose=args.verbose, log_prefix=True)

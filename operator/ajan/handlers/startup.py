@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import kopf
+import prometheus_client
 from kubernetes import client, config
 
+from ajan.api import JwksSource, JwksVerifier, RateLimiter, feedback_submitter, make_app, serve
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.rollouts import RolloutClient
@@ -74,6 +76,10 @@ async def configure(
         logger.warning(
             "redis at %s does not answer (yet): deciding without feedback", operator_config.redis_url
         )
+    if operator_config.feedback_listen is not None:
+        if feedback is None:
+            raise kopf.PermanentError("--feedback-listen needs --redis-url: the API stores verdicts in Redis")
+        await _start_feedback_api(memo, operator_config, feedback, memo.runtime, logger)
     logger.info(
         "ajan started: default Prometheus %s, concurrency %d, feedback %s",
         operator_config.default_prometheus_url or "(none)",
@@ -82,9 +88,36 @@ async def configure(
     )
 
 
+async def _start_feedback_api(
+    memo: kopf.Memo, config: OperatorConfig, store: FeedbackStore, runtime: Runtime, logger: kopf.Logger
+) -> None:
+    """Serve the feedback API and /metrics in the operator's own event loop."""
+    assert config.feedback_listen is not None
+    source = (
+        JwksSource.from_url(config.feedback_jwks_url)
+        if config.feedback_jwks_url
+        else JwksSource.from_kube_configuration(kube_api_client().configuration)
+    )
+    verifier = JwksVerifier(source, audience=config.feedback_audience, issuer=config.feedback_issuer)
+    app = make_app(
+        submit=feedback_submitter(runtime.kube, store),
+        verifier=verifier,
+        limiter=RateLimiter(),
+        registry=prometheus_client.REGISTRY,
+    )
+    host, port = config.feedback_listen
+    memo.feedback_api = await serve(app, host, port)
+    memo.feedback_verifier = verifier
+    logger.info("feedback API listening on %s:%d (audience %s)", host, port, config.feedback_audience)
+
+
 @kopf.on.cleanup()
 async def close(*, memo: kopf.Memo, **_: Any) -> None:
     """Close the shared clients."""
+    api = memo.get("feedback_api")
+    if api is not None:
+        await api.cleanup()
+        await memo.feedback_verifier.aclose()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.close()

@@ -1,0 +1,26 @@
+"""The feedback HTTP API: verdicts on RemediationPlans from people and outside systems.
+
+`make_app` builds the aiohttp application from its dependencies, `serve` starts it in the running
+event loop (the operator's, from its startup handler); `auth` verifies bearer JWTs against a JWKS,
+`ratelimit` keeps per-client token buckets.
+"""
+
+from __future__ import annotations
+
+from ajan.api.app import FeedbackRequest, Submit, feedback_submitter, make_app, serve
+from ajan.api.auth import AuthError, JwksSource, JwksVerifier, KeysUnavailableError, TokenVerifier
+from ajan.api.ratelimit import RateLimiter
+
+__all__ = [
+    "AuthError",
+    "FeedbackRequest",
+    "JwksSource",
+    "JwksVerifier",
+    "KeysUnavailableError",
+    "RateLimiter",
+    "Submit",
+    "TokenVerifier",
+    "feedback_submitter",
+    "make_app",
+    "serve",
+]

@@ -1,0 +1,325 @@
+"""The feedback API: people and outside systems mark a RemediationPlan true- or false-positive.
+
+Routes (see docs/feedback-api.md):
+
+* ``POST /v1/feedback``: ``{"namespace", "plan", "verdict", "comment"?}`` with a bearer JWT;
+  201 with the stored record. Errors are ``{"error": code, "detail": text}``: 401 (token),
+  429 (rate limit, ``Retry-After``), 422 (body), 404 (no such plan), 503 (Redis down, ``Retry-After``).
+* ``GET /metrics``: Prometheus exposition of the registry given to `make_app`.
+* ``GET /healthz``: 200 while the server answers.
+
+A request is checked in the order that costs the least to refuse: token, rate limit (by the token's
+subject, so one noisy client cannot starve the others), body, then the plan and Redis. Every feedback
+attempt, whatever its outcome, writes one JSON line to the ``ajan.audit`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import partial
+from typing import Annotated, Any, Final, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
+
+from ajan.api.auth import AuthError, KeysUnavailableError, TokenVerifier
+from ajan.api.ratelimit import RateLimiter, retry_after_header
+from ajan.clients.feedback_store import FeedbackRecord, FeedbackStore, FeedbackUnavailableError
+from ajan.clients.kubernetes import KubeStore
+from ajan.models import Verdict
+from ajan.models.common import DNS_LABEL_PATTERN, ObjectName, rfc3339
+from ajan.services.feedback import PlanNotFoundError, submit_feedback
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("ajan.audit")
+
+#: Large enough for a 4096-character comment even if every character is a JSON ``\\uXXXX`` escape.
+MAX_BODY_BYTES: Final = 64 * 1024
+#: When a client should try again after Redis was unreachable: Redis restarts in seconds.
+UNAVAILABLE_RETRY_AFTER_S: Final = 5
+MAX_COMMENT_CHARS: Final = 4096
+#: A subject longer than this does not fit the plan's ``spec.feedback.by``.
+MAX_SUBJECT_CHARS: Final = 253
+#: Audit fields copied from an invalid body are cut to this length: a log line stays a line.
+AUDIT_FIELD_CHARS: Final = 253
+
+#: The bounded values of ``aiops_feedback_rejected_total{reason}``.
+REJECT_REASONS: Final = ("unauthenticated", "rate-limited", "invalid", "not-found", "unavailable", "error")
+
+NamespaceName = Annotated[
+    StrictStr, StringConstraints(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)
+]
+
+
+class FeedbackRequest(BaseModel):
+    """The body of ``POST /v1/feedback``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: NamespaceName
+    """The plan's namespace (a DNS label)."""
+
+    plan: ObjectName
+    """The RemediationPlan's name."""
+
+    verdict: Verdict
+    """true-positive: a real problem; false-positive: a false alarm."""
+
+    comment: Annotated[StrictStr, StringConstraints(max_length=MAX_COMMENT_CHARS)] | None = None
+    """Free text: what really happened."""
+
+
+class Submit(Protocol):
+    """Records a verdict (`ajan.services.feedback.submit_feedback` with its clients bound)."""
+
+    def __call__(
+        self,
+        namespace: str,
+        plan_name: str,
+        verdict: Verdict,
+        at: datetime,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> Awaitable[FeedbackRecord]:
+        """Store the verdict; raises `PlanNotFoundError` or `FeedbackUnavailableError`."""
+        ...
+
+
+def feedback_submitter(kube: KubeStore, store: FeedbackStore) -> Submit:
+    """`submit_feedback` on the operator's own Kubernetes and Redis clients."""
+    return partial(submit_feedback, kube, store)
+
+
+class FeedbackMetrics:
+    """The API's metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = Counter(
+            "aiops_feedback",
+            "Verdicts on RemediationPlans accepted by the feedback API.",
+            ["verdict"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "aiops_feedback_rejected",
+            "Feedback requests refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "aiops_feedback_request_duration_seconds",
+            "Time to answer a feedback request, whatever the outcome.",
+            registry=registry,
+        )
+        # Every series from the start: a rate() over a series that appears only at its first
+        # increment misses that increment.
+        for verdict in Verdict:
+            self.accepted.labels(verdict=verdict.value)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason=reason)
+
+
+def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+def _readable(err: ValidationError) -> str:
+    """Pydantic's errors as ``field: message; ...`` (never echoing the input)."""
+    parts = []
+    for e in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in e["loc"]) or "body"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing", "an 'Authorization: Bearer <token>' header is required")
+    return token.strip()
+
+
+def _clip(value: Any) -> str | None:
+    return value[:AUDIT_FIELD_CHARS] if isinstance(value, str) else None
+
+
+class _Attempt:
+    """What the audit line of one request says; filled in as the request is handled."""
+
+    def __init__(self, request: web.Request, at: datetime) -> None:
+        self.fields: dict[str, Any] = {
+            "time": rfc3339(at),
+            "event": "feedback",
+            "subject": None,
+            "client": request.remote,
+            "namespace": None,
+            "plan": None,
+            "verdict": None,
+            "outcome": None,
+            "status": None,
+            "reason": None,
+        }
+
+    def body(self, raw: bytes) -> None:
+        """Copy what can be read of an invalid body, so that the audit says what was attempted."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            for name in ("namespace", "plan", "verdict"):
+                self.fields[name] = _clip(data.get(name))
+
+    def done(self, response: web.Response, reason: str | None, detail: str | None = None) -> web.Response:
+        self.fields["status"] = response.status
+        self.fields["outcome"] = "accepted" if response.status < 300 else "rejected"
+        self.fields["reason"] = reason
+        if detail is not None:
+            self.fields["detail"] = detail
+        audit_log.info(json.dumps(self.fields, sort_keys=True))
+        return response
+
+
+def make_app(
+    *,
+    submit: Submit,
+    verifier: TokenVerifier,
+    limiter: RateLimiter,
+    registry: CollectorRegistry,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    subject_claim: str = "sub",
+    unavailable_retry_after_s: int = UNAVAILABLE_RETRY_AFTER_S,
+) -> web.Application:
+    """The feedback API as an aiohttp application (start it with `serve`).
+
+    Parameters
+    ----------
+    submit
+        Records a verdict: `feedback_submitter` of the operator's KubeStore and FeedbackStore.
+    verifier
+        Checks bearer tokens (`ajan.api.auth.JwksVerifier`).
+    limiter
+        Per-subject rate limit.
+    registry
+        Where the API's metrics are registered and what ``/metrics`` exposes.
+    clock
+        The time of a verdict (``at``) and of audit lines.
+    subject_claim
+        The claim that names who gave a verdict (``by``): ``sub`` (a service-account token's
+        ``system:serviceaccount:<ns>:<name>``), or e.g. ``email`` for an identity provider.
+    """
+    metrics = FeedbackMetrics(registry)
+
+    async def post_feedback(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        attempt = _Attempt(request, clock())
+        try:
+            return await _handle(request, attempt)
+        finally:
+            metrics.duration.observe(time.perf_counter() - started)
+
+    def reject(attempt: _Attempt, reason: str, response: web.Response, detail: str) -> web.Response:
+        metrics.rejected.labels(reason=reason).inc()
+        return attempt.done(response, reason, detail)
+
+    async def _handle(request: web.Request, attempt: _Attempt) -> web.Response:
+        try:
+            claims = await verifier.verify(_bearer(request))
+            subject = claims.get(subject_claim)
+            if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+                raise AuthError("missing-claim", f"the token has no usable {subject_claim!r} claim")
+        except AuthError as err:
+            challenge = f'Bearer error="invalid_token", error_description="{err.reason}"'
+            response = _error(401, "invalid_token", err.detail, {"WWW-Authenticate": challenge})
+            return reject(attempt, "unauthenticated", response, f"{err.reason}: {err.detail}")
+        except KeysUnavailableError as err:
+            log.warning("cannot verify tokens: %s", err)
+            headers = {"Retry-After": str(unavailable_retry_after_s)}
+            response = _error(503, "unavailable", "the token issuer's keys cannot be fetched", headers)
+            return reject(attempt, "unavailable", response, str(err))
+        attempt.fields["subject"] = subject
+
+        wait = limiter.acquire(subject)
+        if wait > 0:
+            retry = retry_after_header(wait)
+            response = _error(
+                429, "rate_limited", f"too many requests; retry in {retry} s", {"Retry-After": retry}
+            )
+            return reject(attempt, "rate-limited", response, f"retry after {wait:.1f} s")
+
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            response = _error(413, "invalid_request", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return reject(attempt, "invalid", response, "body too large")
+        try:
+            body = FeedbackRequest.model_validate_json(raw)
+        except ValidationError as err:
+            attempt.body(raw)
+            detail = _readable(err)
+            return reject(attempt, "invalid", _error(422, "invalid_request", detail), detail)
+        attempt.fields.update(namespace=body.namespace, plan=body.plan, verdict=body.verdict.value)
+
+        try:
+            record = await submit(
+                body.namespace, body.plan, body.verdict, clock(), by=subject, comment=body.comment
+            )
+        except PlanNotFoundError as err:
+            return reject(attempt, "not-found", _error(404, "not_found", str(err)), str(err))
+        except FeedbackUnavailableError as err:
+            log.warning("feedback not stored: %s", err)
+            headers = {"Retry-After": str(unavailable_retry_after_s)}
+            response = _error(
+                503, "unavailable", "the feedback store is unavailable; nothing was stored", headers
+            )
+            return reject(attempt, "unavailable", response, str(err))
+        except Exception as err:
+            # The Kubernetes API refused or failed (Redis may hold the verdict already; the operator
+            # re-reads it from there). The client may retry: writing the same verdict twice is harmless.
+            log.exception("feedback on %s/%s failed", body.namespace, body.plan)
+            response = _error(500, "internal", "the verdict could not be recorded; retrying is safe")
+            return reject(attempt, "error", response, f"{type(err).__name__}: {err}")
+
+        metrics.accepted.labels(verdict=body.verdict.value).inc()
+        stored = asdict(record)
+        stored.update(verdict=record.verdict.value, at=rfc3339(record.at))
+        return attempt.done(web.json_response(stored, status=201), None)
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/v1/feedback", post_feedback)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(
+    app: web.Application, host: str, port: int, *, shutdown_timeout_s: float = 5.0
+) -> web.AppRunner:
+    """Start serving ``app`` on ``host:port`` in the running event loop; stop with ``runner.cleanup()``.
+
+    ``port`` 0 picks a free port: ``runner.addresses[0][1]`` is the one bound. Requests in flight get
+    ``shutdown_timeout_s`` to finish at cleanup (short: an operator shutting down should not linger).
+    """
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("feedback API listening on %s", runner.addresses)
+    return runner
