@@ -49,6 +49,7 @@ from ajan.simulate.stack import (  # noqa: E402
     JOB,
     ControlPlane,
     MetricsStack,
+    RedisServer,
     OperatorProcess,
     StackError,
     apply_crds,
@@ -363,11 +364,19 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
         f"Prometheus ready at {metrics.url}, scraping the generator at {metrics.generator_url} every second"
     )
 
-    operator = OperatorProcess(plane.admin_kubeconfig, NAMESPACE, metrics.url, workdir)
+    redis = RedisServer(workdir / "redis")
+    redis.start()
+    cleanup.callback(redis.stop)
+    say.say(f"Redis ready at {redis.url} (append-only, noeviction): operators' verdicts live there 7 days")
+
+    operator = OperatorProcess(
+        plane.admin_kubeconfig, NAMESPACE, metrics.url, workdir, f"--redis-url={redis.url}"
+    )
     operator.start()
     cleanup.callback(operator.stop)
     say.say(
-        f"ajan run is up, watching namespace {NAMESPACE} (pid {operator.proc.pid if operator.proc else '?'})"
+        f"ajan run is up, watching namespace {NAMESPACE} (pid {operator.proc.pid if operator.proc else '?'}), "
+        "feedback in Redis"
     )
 
     metrics_text = ", ".join(

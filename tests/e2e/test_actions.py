@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
 
+from ajan.simulate.stack import RedisServer, free_port
 from ajan.simulate.stack import canary_policy as policy
 from support.kube import Kube, server_side_apply
 from support.operator import Cluster, OperatorProcess
@@ -33,6 +37,9 @@ ROLE: Final = ROOT / "manifests" / "rbac.yaml"
 PAUSE_LADDER: Final = [{"minConfidence": 0.5, "severity": "warning", "action": "pause"}]
 #: Generous: a loaded 2-core CI machine evaluates late; polls return as soon as the state is there.
 TIMEOUT: Final = 180.0
+#: An error burst that runs its course on its own (the feedback test's recurring pattern).
+BURST_S: Final = 45.0
+WINDOW_S: Final = 90.0
 
 
 @dataclass
@@ -95,7 +102,7 @@ class Env:
     cluster: Cluster
     kit: RolloutKit
     stack: HistoryStack
-    start_operator: Callable[[], OperatorProcess]
+    start_operator: Callable[..., OperatorProcess]
     api: client.ApiClient
     namespace: str
 
@@ -112,8 +119,8 @@ def env(
     bind_role(admin_api, namespace)
     stack = prometheus_with_history(300.0, day_seconds=86400)
 
-    def start() -> OperatorProcess:
-        return ajan_operator(stack.url, kubeconfig=kube.restricted_kubeconfig)
+    def start(*extra: str) -> OperatorProcess:
+        return ajan_operator(stack.url, *extra, kubeconfig=kube.restricted_kubeconfig)
 
     return Env(Cluster(admin_api, namespace), rollout_kit, stack, start, admin_api, namespace)
 
@@ -450,3 +457,114 @@ def test_cooldown_holds_a_second_pause_after_a_new_incident(env: Env) -> None:
     assert second["status"]["phase"] == "Proposed" and second["spec"]["action"] == "pause"
     settle(env.cluster, "p", 3)
     assert unchanged(resumed, env.kit.get("checkout"))
+
+
+def _evaluated_at(cluster: Cluster, name: str) -> float:
+    stamp = cluster.policy(name)["status"]["lastEvaluationTime"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _feedback_token(api: client.ApiClient, namespace: str) -> str:
+    """A service-account token for the feedback API, as a chat bot in the cluster would hold."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "feedback-bot"}})
+    request = {"spec": {"audiences": ["ajan-feedback"], "expirationSeconds": 3600}}
+    token = core.create_namespaced_service_account_token("feedback-bot", namespace, request)
+    return str(token.status.token)
+
+
+def test_a_rejected_pattern_is_only_annotated_next_time_while_a_new_incident_is_acted_on(
+    env: Env, redis_server: RedisServer
+) -> None:
+    """The feedback loop end to end: the verdict goes through the feedback API (a service-account
+    token checked against the API server's own JWKS) into Redis; the same pattern then only
+    annotates, and an incident of another kind still pauses the canary."""
+    # In a cluster ajan runs as a service account, which may read the issuer's keys by default; the
+    # restricted test identity is a user, so it gets the same ClusterRole explicitly.
+    binding_name = f"ajan-jwks-{env.namespace}"
+    rbac = client.RbacAuthorizationV1Api(env.api)
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": binding_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "system:service-account-issuer-discovery"},
+        "subjects": [{"kind": "User", "name": "ajan-restricted", "apiGroup": "rbac.authorization.k8s.io"}],
+    })  # fmt: skip
+    try:
+        _feedback_story(env, redis_server)
+    finally:
+        rbac.delete_cluster_role_binding(binding_name)
+
+
+def _feedback_story(env: Env, redis_server: RedisServer) -> None:
+    port = free_port()
+    env.kit.create_rollout("checkout")
+    env.start_operator(
+        f"--redis-url={redis_server.url}", f"--feedback-listen=127.0.0.1:{port}",
+        "--feedback-issuer=https://kubernetes.default.svc.cluster.local",
+    )  # fmt: skip
+    # A short window, so that a burst has left the baseline soon after it ends: a pattern that recurs
+    # within one window is part of what normal looks like.
+    env.cluster.apply(
+        policy(
+            "p",
+            window=f"{WINDOW_S:g}s",
+            remediation=remediation("auto", cooldown="0s", recoveryEvaluations=2),
+        )
+    )
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+
+    def out_of_the_window(burst_started: float) -> None:
+        gone = burst_started + BURST_S + WINDOW_S
+        wait_for(lambda: _evaluated_at(env.cluster, "p") > gone, timeout=TIMEOUT + WINDOW_S,
+                 what="an evaluation whose window no longer holds the burst", interval=1.0)  # fmt: skip
+
+    # 1. An error burst pauses the canary; the team says it was their load test. Both bursts run
+    # their course (BURST_S), so the second is as strong as the first was.
+    started = time.time()
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=BURST_S)
+    first = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the first pause", interval=1.0)
+    token = _feedback_token(env.api, env.namespace)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/feedback",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"namespace": env.namespace, "plan": first["metadata"]["name"], "verdict": "false-positive",
+              "comment": "our load test"},
+        timeout=30,
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["by"] == f"system:serviceaccount:{env.namespace}:feedback-bot"
+    wait_for(plan_in(env.cluster, "Resolved"), timeout=TIMEOUT, what="the first incident over", interval=1.0)
+    canary = env.kit.get("checkout")
+    assert not canary["spec"].get("paused"), "the false alarm's pause was not reverted"
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'aiops_feedback_total{verdict="false-positive"} 1.0' in metrics
+
+    # 2. The same burst again: recorded and annotated, the canary goes on.
+    out_of_the_window(started)
+    started = time.time()
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=BURST_S)
+
+    def second_plan() -> dict[str, Any] | None:
+        return next((p for p in env.cluster.plans() if p["metadata"]["name"] != first["metadata"]["name"]
+                     and (p.get("status") or {}).get("phase") == "Executed"), None)  # fmt: skip
+
+    second = wait_for(second_plan, timeout=TIMEOUT, what="a plan for the second burst", interval=1.0)
+    assert second["spec"]["action"] == "annotate", second["spec"]
+    assert "false positive" in second["spec"]["evidence"]["feedback"]
+    assert not env.kit.get("checkout")["spec"].get("paused")
+    wait_for(lambda: all((p.get("status") or {}).get("phase") == "Resolved" for p in env.cluster.plans()),
+             timeout=TIMEOUT, what="the second incident over", interval=1.0)  # fmt: skip
+
+    # 3. Latency creeps up: another kind of incident, which no verdict covers: paused.
+    out_of_the_window(started)
+    env.stack.post_fault(kind="latency_creep", rate=0.05, duration_s=600)
+
+    def pause_again() -> dict[str, Any] | None:
+        return next((p for p in env.cluster.plans() if p["spec"]["action"] == "pause"
+                     and p["metadata"]["name"] != first["metadata"]["name"]
+                     and (p.get("status") or {}).get("phase") == "Executed"), None)  # fmt: skip
+
+    third = wait_for(pause_again, timeout=TIMEOUT, what="a pause for the latency incident", interval=1.0)
+    assert "latency-p99" in {a["metric"] for a in third["spec"]["evidence"]["anomalies"]}
+    assert env.kit.get("checkout")["spec"]["paused"] is True
+    env.stack.clear_faults()

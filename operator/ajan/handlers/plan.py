@@ -9,6 +9,7 @@ plan, so ajan needs no patch permission on plans for it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -17,7 +18,7 @@ import kopf
 from ajan.clients.feedback_store import FeedbackUnavailableError
 from ajan.models import GROUP, VERSION, Feedback, PlanPhase
 from ajan.services.execution import needs_revert
-from ajan.services.feedback import record_of
+from ajan.services.feedback import merge_shifts, plan_shifts, record_of
 from ajan.services.reconcile import Runtime
 
 #: How often a verdict that Redis refused is offered again.
@@ -45,8 +46,10 @@ async def person_decided(
 
 
 async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger) -> None:
-    """Copy the plan's ``spec.feedback`` into Redis, once per verdict and process.
+    """Copy the plan's ``spec.feedback`` into Redis, and again whenever the plan's alarm grew.
 
+    A verdict is compared with later alarms by how strong the judged one got, so a plan whose
+    ``status.peakShifts`` grew after the verdict updates the stored record (same time, same TTL).
     While Redis is down a background task retries every :data:`STORE_RETRY_S` (a plan may see no
     further event to bring the handler back); the verdict meanwhile stays on the plan.
     """
@@ -54,21 +57,35 @@ async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger)
     assert store is not None
     feedback = Feedback.model_validate(body["spec"]["feedback"])
     meta = body["metadata"]
-    key = (meta["namespace"], meta["name"], feedback.verdict.value, str(feedback.at))
+    plan = {"metadata": dict(meta), "spec": dict(body["spec"]), "status": dict(body.get("status") or {})}
+    moved = plan_shifts(plan)
+    key = (
+        meta["namespace"],
+        meta["name"],
+        feedback.verdict.value,
+        str(feedback.at),
+        str(sorted(moved.items())),
+    )
     if key in runtime.stored_verdicts:
         return
     runtime.stored_verdicts.add(key)
-    plan = {"metadata": dict(meta), "spec": dict(body["spec"]), "status": dict(body.get("status") or {})}
+    policy = plan["spec"]["policyRef"]["name"]
 
     async def store_it() -> None:
         while True:
             try:
-                existing = await store.get(meta["namespace"], plan["spec"]["policyRef"]["name"], meta["name"])
-                if existing is not None and existing.verdict is feedback.verdict:
-                    return  # the feedback API (or this process, before a restart) stored it already
+                existing = await store.get(meta["namespace"], policy, meta["name"])
+                if existing is not None and existing.verdict is not feedback.verdict:
+                    existing = None  # a changed verdict replaces the old one
+                if existing is not None and merge_shifts(existing.shifts, moved) == existing.shifts:
+                    return  # stored already (by the feedback API, or before a restart), as strong
                 # A verdict without a time counts from when ajan first stores it.
-                at = feedback.at or datetime.fromtimestamp(runtime.clock(), tz=UTC)
-                await store.record(record_of(plan, feedback.verdict, at, feedback.by, feedback.comment))
+                now = datetime.fromtimestamp(runtime.clock(), tz=UTC)
+                at = existing.at if existing is not None else feedback.at or now
+                record = record_of(plan, feedback.verdict, at, feedback.by, feedback.comment)
+                if existing is not None:
+                    record = dataclasses.replace(record, shifts=merge_shifts(existing.shifts, record.shifts))
+                await store.record(record)
                 logger.info("stored the %s verdict on %s", feedback.verdict.value, meta["name"])
                 return
             except FeedbackUnavailableError as err:

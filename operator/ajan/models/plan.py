@@ -124,6 +124,16 @@ class Drift(KubeModel):
     """Two-sample Kolmogorov-Smirnov p-value, in [0, 1]."""
 
 
+class MetricShift(KubeModel):
+    """How far a metric moved from its baseline."""
+
+    metric: MetricName
+    """Metric name, as in the policy."""
+
+    shift: Annotated[StrictFloat, Field(ge=0.0)]
+    """|value - baseline|, in the metric's unit."""
+
+
 class SeverityEstimate(KubeModel):
     """The severity classifier's calibrated probabilities for this decision."""
 
@@ -299,6 +309,10 @@ class RemediationPlanStatus(KubeModel):
 
     latest_evidence: Evidence | None = None
     """The evidence as it grew after the plan was proposed (spec.evidence stays as proposed)."""
+
+    peak_shifts: list[MetricShift] = Field(default_factory=list, max_length=50)
+    """How far each anomalous metric moved from its baseline at most while this plan was current:
+    how strong the alarm was, which operators' verdicts are compared by."""
 
 
 class RemediationPlan(KubeModel):

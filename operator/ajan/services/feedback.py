@@ -70,8 +70,22 @@ def plan_signature(plan: Mapping[str, Any]) -> str:
 
 
 def plan_shifts(plan: Mapping[str, Any]) -> dict[str, float]:
-    """Per anomalous metric of a plan's evidence, its largest distance from the baseline."""
-    return shifts((a["metric"], float(a["value"]), float(a["baseline"])) for a in _plan_anomalies(plan))
+    """Per anomalous metric of a plan, the largest distance from the baseline its evidence and its
+    ``status.peakShifts`` show."""
+    peaks = ((plan.get("status") or {}).get("peakShifts")) or []
+    return merge_shifts(
+        shifts((a["metric"], float(a["value"]), float(a["baseline"])) for a in _plan_anomalies(plan)),
+        {p["metric"]: float(p["shift"]) for p in peaks},
+    )
+
+
+def merge_shifts(*alarms: Mapping[str, float]) -> dict[str, float]:
+    """Per metric, the largest shift of any of ``alarms``."""
+    out: dict[str, float] = {}
+    for alarm in alarms:
+        for metric, shift in alarm.items():
+            out[metric] = max(out.get(metric, 0.0), shift)
+    return out
 
 
 def shifts(anomalies: Iterable[tuple[str, float, float]]) -> dict[str, float]:
@@ -169,7 +183,14 @@ def refine(
     if effect.reason is None:
         return assessment, steps
     if effect.capped:
-        steps = [step for step in steps if ACTION_RANK[step.action] <= ACTION_RANK[Action.ANNOTATE]]
+        # Every rung keeps its threshold (so recovery is judged as before) but only annotates: a
+        # ladder without its pause rung would read a rejected incident as over.
+        steps = [
+            step.model_copy(update={"action": Action.ANNOTATE})
+            if ACTION_RANK[step.action] > ACTION_RANK[Action.ANNOTATE]
+            else step
+            for step in steps
+        ]
     evidence = assessment.evidence.model_copy(update={"feedback": effect.reason})
     refined = dataclasses.replace(
         assessment, confidence=effect.confidence, rung=rung_for(effect.confidence, steps), evidence=evidence

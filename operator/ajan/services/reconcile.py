@@ -57,7 +57,7 @@ from ajan.models.common import rfc3339
 from ajan.services.assessment import Assessment, assess
 from ajan.services.conditions import set_condition
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
-from ajan.services.feedback import refine
+from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts, refine
 from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier, estimate
 from ajan.services.window import fetch_window, window_bounds
@@ -70,6 +70,8 @@ INVALID_SPEC_RETRY_S: Final = 60.0
 #: Plan phases an incident may still move: superseded on escalation, resolved on recovery.
 WAITING: Final = frozenset({None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value})
 RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED.value}
+#: A plan's peakShifts are rewritten when a metric moved this many times further than recorded.
+PEAK_STEP: Final = 1.1
 #: A plan's evidence is rewritten when the confidence moves by a step of this size (or the set of
 #: anomalous metrics changes), not at every evaluation.
 CONFIDENCE_STEP: Final = 0.05
@@ -87,6 +89,12 @@ class OperatorConfig:
     redis_url: str | None = None
     #: How long a verdict counts.
     feedback_ttl_s: int = DEFAULT_TTL_S
+    #: Where the feedback API (and /metrics) listens; None: not started.
+    feedback_listen: tuple[str, int] | None = None
+    feedback_audience: str = "ajan-feedback"
+    feedback_issuer: str | None = None
+    #: An external identity provider's JWKS; None: the cluster's service-account issuer.
+    feedback_jwks_url: str | None = None
     #: Actions (annotations not counted) the whole operator takes per hour at most.
     max_actions_per_hour: int = 20
 
@@ -150,7 +158,7 @@ class Runtime:
         #: Operators' verdicts (Redis); without it every decision is made as if none were given.
         self.feedback = feedback
         #: Verdicts set with kubectl that this process has copied into Redis (or is copying).
-        self.stored_verdicts: set[tuple[str, str, str, str]] = set()
+        self.stored_verdicts: set[tuple[str, ...]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.http = http
         self.kube = kube
@@ -208,6 +216,10 @@ def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
     return next((s.severity for s in ladder if s.action is action), Severity.WARNING)
 
 
+def _peak_list(peaks: Mapping[str, float]) -> list[dict[str, Any]]:
+    return [{"metric": m, "shift": round(float(v), 9)} for m, v in sorted(peaks.items())][:50]
+
+
 def _signature(names: list[str], confidence: float) -> tuple[tuple[str, ...], int]:
     return tuple(sorted(names)), round(confidence / CONFIDENCE_STEP)
 
@@ -230,6 +242,7 @@ class PolicyEvaluator:
         self._feedback_down = False
         self._loaded = False
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
+        self._peaks: dict[str, dict[str, float]] = {}  # plan name -> its peakShifts
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
         self.executor = (
             Executor(runtime.rollouts, runtime.kube, runtime.limit, runtime.http, namespace, name, self.log)
@@ -534,14 +547,17 @@ class PolicyEvaluator:
             )
         status = plan.get("status") or {}
         if not status.get("phase"):
+            peaks = assessment_shifts(assessment)
             status = {
                 "phase": PlanPhase.PROPOSED.value,
                 "proposedAt": rfc3339(now),
                 "confidence": round(assessment.confidence, 4),
                 "peakConfidence": round(assessment.confidence, 4),
                 "lastEvaluationTime": rfc3339(now),
+                "peakShifts": _peak_list(peaks),
             }
             await kube.patch_plan_status(self.namespace, incident.plan, status)
+        self._peaks[incident.plan] = plan_shifts({"status": status})
         anomalous = [
             a["metric"]
             for a in (status.get("latestEvidence") or plan["spec"]["evidence"]).get("anomalies", [])
@@ -552,19 +568,23 @@ class PolicyEvaluator:
     async def _refresh(self, incident: Incident, assessment: Assessment, now: datetime) -> None:
         """Rewrite the plan's evidence when it changed enough to matter to a reader."""
         signature = _signature([a.metric for a in assessment.evidence.anomalies], assessment.confidence)
-        if self._plans.get(incident.plan) == signature:
+        peaks = self._peaks.get(incident.plan, {})
+        grown = merge_shifts(peaks, assessment_shifts(assessment))
+        # The strongest the alarm got is what a verdict on it is compared by: keep it as it grows.
+        stronger = any(shift > PEAK_STEP * peaks.get(metric, 0.0) for metric, shift in grown.items())
+        if self._plans.get(incident.plan) == signature and not stronger:
             return
-        await self.runtime.kube.patch_plan_status(
-            self.namespace,
-            incident.plan,
-            {
-                "confidence": round(assessment.confidence, 4),
-                "peakConfidence": round(incident.peak_confidence, 4),
-                "lastEvaluationTime": rfc3339(now),
-                "latestEvidence": assessment.evidence.to_kube(),
-            },
-        )
+        patch: dict[str, Any] = {
+            "confidence": round(assessment.confidence, 4),
+            "peakConfidence": round(incident.peak_confidence, 4),
+            "lastEvaluationTime": rfc3339(now),
+            "latestEvidence": assessment.evidence.to_kube(),
+        }
+        if stronger:
+            patch["peakShifts"] = _peak_list(grown)
+        await self.runtime.kube.patch_plan_status(self.namespace, incident.plan, patch)
         self._plans[incident.plan] = signature
+        self._peaks[incident.plan] = grown
 
     async def _incident_plans(self, incident: Incident) -> list[dict[str, Any]]:
         selector = f"{LABEL_POLICY}={policy_label(self.name)},{LABEL_INCIDENT}={incident.id}"
@@ -630,6 +650,7 @@ class PolicyEvaluator:
                 },
             )
             self._plans.pop(name, None)
+            self._peaks.pop(name, None)
             notes.append(Note("PlanResolved", f"{name}: metrics recovered"))
         self._swept.discard(incident.id)
         return notes
