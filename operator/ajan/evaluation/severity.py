@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from ajan.clients.severity_model import DEFAULT_MODEL, load_model
 from ajan.evaluation.severity_data import CLASS_NAMES, DEFAULT_OUTPUT, load
+from ajan.services.features import FEATURE_NAMES
 from ajan.services.severity import RuleSeverityClassifier, softmax
 
 FloatArray = npt.NDArray[np.float64]
@@ -287,6 +288,32 @@ def plot(result: dict[str, Any], path: Path = DEFAULT_FIGURE) -> None:
     plt.close(fig)
 
 
+def heuristic_report(data: Path = DEFAULT_OUTPUT, split: str = "test") -> str:
+    """How good the operator's own decision confidence (the ``confidence`` feature) is as a
+    probability of an incident, per dataset: the number the ladder thresholds today."""
+    arrays, _ = load(data)
+    mask = arrays["split"] == split
+    confidence = arrays["features"][mask][:, FEATURE_NAMES.index("confidence")].astype(np.float64)
+    incident = (arrays["labels"][mask] != 0).astype(np.float64)
+    datasets = arrays["dataset"][mask]
+    lines = [
+        "| dataset | n | incident rate | Brier | ECE | AUC | share >= 0.5 | incidents among them |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ds in [*sorted(set(datasets.tolist())), "all"]:
+        m = np.ones(incident.size, dtype=bool) if ds == "all" else datasets == ds
+        acting = m & (confidence >= 0.5)
+        precision = float(incident[acting].mean()) if acting.any() else float("nan")
+        lines.append(
+            f"| {ds} | {int(m.sum())} | {_fmt(float(incident[m].mean()))} "
+            f"| {_fmt(brier(confidence[m], incident[m]))} "
+            f"| {_fmt(expected_calibration_error(confidence[m], incident[m]))} "
+            f"| {_fmt(roc_auc(confidence[m], incident[m]))} | {_fmt(float(acting.sum() / m.sum()))} "
+            f"| {_fmt(precision)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print the tables and write the reliability diagram."""
     parser = argparse.ArgumentParser(
@@ -300,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate(args.data, args.model, args.split)
     print(f"split {args.split} of {args.data}, model {args.model}")
     print(report(result))
+    print("\nThe operator's decision confidence (the heuristic) as a probability of an incident:\n")
+    print(heuristic_report(args.data, args.split))
     if args.figure:
         plot(result, args.figure)
         print(f"wrote {args.figure}")
