@@ -107,7 +107,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--feedback-listen",
         type=_listen,
         default=_env("AJAN_FEEDBACK_LISTEN", "off"),
-        help="host:port of the feedback API and /metrics, e.g. 0.0.0.0:8080 (env AJAN_FEEDBACK_LISTEN; "
+        help="host:port of the feedback API and /metrics, e.g. 0.0.0.0:8081 (env AJAN_FEEDBACK_LISTEN; "
         "default off); the API needs --redis-url",
     )
     run.add_argument(

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import httpx
 import pytest
+import redis
 import yaml
 from kubernetes import client
 
@@ -555,8 +556,10 @@ def _feedback_story(env: Env, redis_server: RedisServer) -> None:
     wait_for(lambda: all((p.get("status") or {}).get("phase") == "Resolved" for p in env.cluster.plans()),
              timeout=TIMEOUT, what="the second incident over", interval=1.0)  # fmt: skip
 
-    # 3. Latency creeps up: another kind of incident, which no verdict covers: paused.
+    # 3. Latency creeps up: another kind of incident, which no verdict covers: paused. Redis is
+    # down meanwhile: ajan decides without feedback rather than not at all.
     out_of_the_window(started)
+    redis_server.stop()
     env.stack.post_fault(kind="latency_creep", rate=0.05, duration_s=600)
 
     def pause_again() -> dict[str, Any] | None:
@@ -568,3 +571,12 @@ def _feedback_story(env: Env, redis_server: RedisServer) -> None:
     assert "latency-p99" in {a["metric"] for a in third["spec"]["evidence"]["anomalies"]}
     assert env.kit.get("checkout")["spec"]["paused"] is True
     env.stack.clear_faults()
+    warned = [e for e in events(env.api, env.namespace, "p") if e["reason"] == "FeedbackUnavailable"]
+    assert warned and warned[0]["type"] == "Warning"
+    # Nothing stored was lost: the verdict is back with Redis.
+    redis_server.start()
+    stored = redis.Redis.from_url(redis_server.url)
+    try:
+        assert stored.exists(f"ajan:feedback:plan:{env.namespace}/p/{first['metadata']['name']}")
+    finally:
+        stored.close()

@@ -99,6 +99,21 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interv
         time.sleep(interval)
 
 
+def ready_or_stopped(
+    stop: Callable[[], object], *waits: tuple[Callable[[], object], str], timeout: float = START_DEADLINE_S
+) -> None:
+    """Wait for each ``(check, what)`` in turn; if one fails (or Ctrl-C), ``stop`` the piece first.
+
+    A piece that failed to start must leave no process behind.
+    """
+    try:
+        for check, what in waits:
+            wait_for(check, timeout=timeout, what=what)
+    except BaseException:
+        stop()
+        raise
+
+
 def free_port() -> int:
     """A loopback port free right now (a small race with other processes, acceptable here)."""
     with socket.socket() as sock:
@@ -635,13 +650,10 @@ scrape_configs:
             )
             return bool(response.json()["data"]["result"])
 
-        try:
-            wait_for(ready, timeout=START_DEADLINE_S, what="prometheus /-/ready")
-            if wait_for_scrape:
-                wait_for(scraped, timeout=START_DEADLINE_S, what="a first scrape of the generator")
-        except BaseException:
-            self.stop()
-            raise
+        waits = [(ready, "prometheus /-/ready")]
+        if wait_for_scrape:
+            waits.append((scraped, "a first scrape of the generator"))
+        ready_or_stopped(self.stop, *waits)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop and reap the process; the data dir stays for a restart."""
@@ -709,11 +721,7 @@ daemonize no
                 return conn.recv(64).startswith(b"+PONG")
             return False
 
-        try:
-            wait_for(ready, timeout=START_DEADLINE_S, what="redis-server PING")
-        except BaseException:
-            self.stop()
-            raise
+        ready_or_stopped(self.stop, (ready, "redis-server PING"))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop and reap the process (SIGTERM: redis flushes the append-only file); data stays."""
@@ -887,11 +895,7 @@ class OperatorProcess:
                 raise StackError(f"ajan run exited with {proc.returncode}:\n{self.log()[-5000:]}")
             return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
 
-        try:
-            wait_for(alive, timeout=timeout, what="ajan's liveness endpoint")
-        except BaseException:
-            self.stop()
-            raise
+        ready_or_stopped(self.stop, (alive, "ajan's liveness endpoint"), timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the operator (SIGTERM: kopf's graceful shutdown; SIGKILL: a crash). Idempotent."""
