@@ -10,6 +10,7 @@ injected there is what the policy sees.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -539,6 +540,12 @@ def _feedback_story(env: Env, redis_server: RedisServer) -> None:
     assert not canary["spec"].get("paused"), "the false alarm's pause was not reverted"
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'aiops_feedback_total{verdict="false-positive"} 1.0' in metrics
+    # The operator's own series, on the same endpoint.
+    assert 'aiops_plans_total{action="pause",severity="warning"} 1.0' in metrics
+    assert 'aiops_actions_executed_total{action="pause"} 1.0' in metrics
+    evaluated = re.search(r'^aiops_evaluations_total\{result="evaluated"\} (\S+)$', metrics, re.M)
+    assert evaluated is not None and float(evaluated.group(1)) > 0
+    assert f'aiops_policy_confidence{{namespace="{env.namespace}",policy="p"}}' in metrics
 
     # 2. The same burst again: recorded and annotated, the canary goes on.
     out_of_the_window(started)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import kopf
 
+from ajan import metrics
 from ajan.models import GROUP, VERSION
 from ajan.services.reconcile import PolicyEvaluator, Runtime
 
@@ -43,6 +44,7 @@ async def evaluate_policy(
             # A copy: the live body may change under an evaluation that awaits.
             report = await evaluator.evaluate(copy.deepcopy(dict(body)))
         except Exception:  # log and skip, never a retry storm: the next interval tries again
+            metrics.EVALUATIONS.labels(result="error").inc()
             logger.exception("evaluation failed; retrying in %.0fs", ERROR_RETRY_S)
             delay = ERROR_RETRY_S
         else:
@@ -51,6 +53,7 @@ async def evaluate_policy(
                 post(body, reason=note.reason, message=note.message)
             delay = report.delay_s
         await _sleep(stopped, wakeup, max(0.0, delay - (time.monotonic() - started)))
+    metrics.forget_policy(namespace, name)
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: float) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Final
 import httpx
 from kubernetes.client.rest import ApiException
 
+from ajan import metrics
 from ajan.clients import rollouts
 from ajan.models import (
     Action,
@@ -496,6 +497,7 @@ class Executor:
         ), extra={"executedAt": rfc3339(now)})  # fmt: skip
         if action is not Action.ANNOTATE:
             self.limit.record(now)
+        metrics.ACTIONS.labels(action=action.value).inc()
         history.append(Taken(now, action))
         await self._notify(spec, plan, "executed")
         message = f"{action.value} by plan {name} (confidence {float(pspec['confidence']):.2f})"

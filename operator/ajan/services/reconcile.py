@@ -33,6 +33,7 @@ import httpx
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from ajan import metrics
 from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
@@ -254,6 +255,16 @@ class PolicyEvaluator:
 
     async def evaluate(self, body: Mapping[str, Any]) -> Report:
         """Evaluate the policy ``body`` (its current manifest) once and write what follows."""
+        with metrics.EVALUATION_SECONDS.time():
+            report = await self._evaluate(body)
+        metrics.EVALUATIONS.labels(result=report.reason or "evaluated").inc()
+        if report.assessment is not None:
+            labels = {"namespace": self.namespace, "policy": self.name}
+            metrics.CONFIDENCE.labels(**labels).set(report.assessment.confidence)
+            metrics.ANOMALOUS_METRICS.labels(**labels).set(len(report.assessment.evidence.anomalies))
+        return report
+
+    async def _evaluate(self, body: Mapping[str, Any]) -> Report:
         now = datetime.fromtimestamp(self.runtime.clock(), tz=UTC)
         meta = body.get("metadata", {})
         generation = meta.get("generation")
@@ -286,6 +297,7 @@ class PolicyEvaluator:
                 assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
             assessment = estimate(assessment, self.runtime.classifier)
         except MetricSourceError as err:
+            metrics.QUERY_ERRORS.labels(reason=err.reason).inc()
             notes = await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
 
@@ -460,6 +472,7 @@ class PolicyEvaluator:
                     await notify(self.runtime.http, spec.notification.webhook_url, self.namespace, plan,
                                  "proposed", self.log)  # fmt: skip
             if created:
+                metrics.PLANS.labels(action=incident.action.value, severity=rung.severity.value).inc()
                 notes.append(
                     Note(
                         "PlanProposed",
