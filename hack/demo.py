@@ -49,8 +49,8 @@ from ajan.simulate.stack import (  # noqa: E402
     JOB,
     ControlPlane,
     MetricsStack,
-    RedisServer,
     OperatorProcess,
+    RedisServer,
     StackError,
     apply_crds,
     apply_rollout_crd,
@@ -375,8 +375,8 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
     operator.start()
     cleanup.callback(operator.stop)
     say.say(
-        f"ajan run is up, watching namespace {NAMESPACE} (pid {operator.proc.pid if operator.proc else '?'}), "
-        "feedback in Redis"
+        f"ajan run is up, watching namespace {NAMESPACE} "
+        f"(pid {operator.proc.pid if operator.proc else '?'}), feedback in Redis"
     )
 
     metrics_text = ", ".join(
@@ -450,6 +450,9 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the clean-up below
 
     signal.signal(signal.SIGTERM, terminate)
+    # A shell without job control starts background commands with SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt: Ctrl-C must stop (and clean up) the demo however it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     say = Story()
     cleanup = contextlib.ExitStack()
     status = 0
