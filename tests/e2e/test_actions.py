@@ -164,7 +164,9 @@ def unchanged(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 
 def settle(cluster: Cluster, name: str, evaluations: int = 5) -> None:
-    stamp = cluster.policy(name)["status"]["lastEvaluationTime"]
+    """Wait for ``evaluations`` more evaluations. A plan can be executed before the policy's first
+    evaluation writes its status (the status comes last), so a missing status counts as none yet."""
+    stamp = (cluster.policy(name).get("status") or {}).get("lastEvaluationTime") or ""
     cluster.evaluations_after(name, stamp, evaluations, timeout=TIMEOUT)
 
 
