@@ -8,6 +8,7 @@ import pytest
 
 from ajan.clients.feedback_store import FeedbackHistory, FeedbackRecord
 from ajan.models import Verdict
+from ajan.services import feedback
 from ajan.services.feedback import ESCALATION_FACTOR, apply_feedback, signature
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
@@ -22,7 +23,7 @@ def verdict(kind: Verdict, **shifts: float) -> FeedbackRecord:
 
 
 def relevant(alarm: dict[str, float], *records: FeedbackRecord) -> FeedbackHistory:
-    return FeedbackHistory(records).relevant(signature(alarm))
+    return feedback.relevant(FeedbackHistory(records), signature(alarm))
 
 
 def test_signature_is_the_sorted_set_of_metrics() -> None:

@@ -12,6 +12,7 @@ import redis
 
 from ajan.clients.feedback_store import FeedbackRecord, FeedbackStore, FeedbackUnavailableError
 from ajan.models import Verdict
+from ajan.services.feedback import relevant
 from ajan.simulate.stack import RedisServer
 
 NAMESPACE = "shop"
@@ -38,7 +39,7 @@ def test_a_verdict_is_stored_with_its_ttl_and_read_back_by_policy(redis_server: 
             assert (history.false_positives, history.true_positives) == (2, 1)
             assert history.records[0].shifts == {"cpu": 0.3}
             assert 3590 <= await store.ttl(NAMESPACE, POLICY, "p1") <= 3600
-            about_latency = history.relevant("latency")
+            about_latency = relevant(history, "latency")
             assert [r.plan for r in about_latency.records] == ["p3"]
             assert await store.history(NAMESPACE, "other", datetime.now(UTC)) == type(history)()
             got = await store.get(NAMESPACE, POLICY, "p1")

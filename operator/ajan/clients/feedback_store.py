@@ -82,24 +82,6 @@ class FeedbackHistory:
 
     records: tuple[FeedbackRecord, ...] = ()
 
-    def relevant(self, signature: str) -> FeedbackHistory:
-        """The verdicts that bear on an alarm of ``signature``.
-
-        A rejected alarm bears on it if it involved every metric of this one: a recurring pattern
-        does not push the same metrics past the threshold every time, so an alarm on part of a
-        rejected pattern is that pattern, while a metric the rejected alarm did not involve is news.
-        A confirmed incident bears on it if this alarm involves every metric the incident did.
-        """
-        metrics = _metrics(signature)
-
-        def bears(record: FeedbackRecord) -> bool:
-            judged = _metrics(record.signature)
-            if record.verdict is Verdict.FALSE_POSITIVE:
-                return metrics <= judged
-            return bool(judged) and judged <= metrics
-
-        return FeedbackHistory(tuple(r for r in self.records if bears(r)))
-
     @property
     def true_positives(self) -> int:
         """Plans of this signature confirmed as real incidents."""
@@ -109,11 +91,6 @@ class FeedbackHistory:
     def false_positives(self) -> int:
         """Plans of this signature rejected as false alarms."""
         return sum(r.verdict is Verdict.FALSE_POSITIVE for r in self.records)
-
-
-def _metrics(signature: str) -> frozenset[str]:
-    # Mirrors ajan.services.feedback.signature: names joined by "+", "-" for none.
-    return frozenset(name for name in signature.split("+") if name and name != "-")
 
 
 def _record_key(namespace: str, policy: str, plan: str) -> str:

@@ -7,7 +7,7 @@ incident that also moves the SLO metric has another.
 
 How feedback changes a decision, for the same policy and signature over the feedback TTL:
 
-* The verdicts that count (`FeedbackHistory.relevant`): rejected alarms that involved every metric
+* The verdicts that count (`relevant`): rejected alarms that involved every metric
   of this one (a recurring pattern does not push the same metrics past the threshold every time,
   but a metric the rejected alarm never involved is news), and confirmed incidents whose metrics
   are all in this one.
@@ -55,6 +55,30 @@ def signature(metrics: Iterable[str]) -> str:
     """The anomaly signature of a set of anomalous metrics: their names, sorted, joined by ``+``."""
     names = sorted(set(metrics))
     return "+".join(names) if names else NO_ANOMALY
+
+
+def signature_metrics(sig: str) -> frozenset[str]:
+    """The metrics of a signature (the inverse of `signature`)."""
+    return frozenset(name for name in sig.split("+") if name and name != NO_ANOMALY)
+
+
+def relevant(history: FeedbackHistory, sig: str) -> FeedbackHistory:
+    """The verdicts that bear on an alarm of signature ``sig``.
+
+    A rejected alarm bears on it if it involved every metric of this one: a recurring pattern does
+    not push the same metrics past the threshold every time, so an alarm on part of a rejected
+    pattern is that pattern, while a metric the rejected alarm did not involve is news. A confirmed
+    incident bears on it if this alarm involves every metric the incident did.
+    """
+    metrics = signature_metrics(sig)
+
+    def bears(record: FeedbackRecord) -> bool:
+        judged = signature_metrics(record.signature)
+        if record.verdict is Verdict.FALSE_POSITIVE:
+            return metrics <= judged
+        return bool(judged) and judged <= metrics
+
+    return FeedbackHistory(tuple(r for r in history.records if bears(r)))
 
 
 def _plan_anomalies(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -178,7 +202,7 @@ def refine(
     The operator and the replay (:mod:`ajan.evaluation.feedback_replay`) both decide through this.
     """
     steps = list(ladder)
-    history = history.relevant(assessment_signature(assessment))
+    history = relevant(history, assessment_signature(assessment))
     effect = apply_feedback(assessment.confidence, assessment_shifts(assessment), history)
     if effect.reason is None:
         return assessment, steps
@@ -218,7 +242,7 @@ def apply_feedback(confidence: float, alarm: Mapping[str, float], history: Feedb
     """Adjust one decision by the verdicts that bear on it (see the module docstring).
 
     ``alarm``: this alarm's distance from the baseline per anomalous metric (`assessment_shifts`);
-    ``history``: only the verdicts that bear on it (`FeedbackHistory.relevant`).
+    ``history``: only the verdicts that bear on it (`relevant`).
 
     Examples
     --------
