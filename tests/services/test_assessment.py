@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pytest
 
 from ajan.clients.prometheus import InsufficientData
-from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
-from ajan.services.assessment import MetricWindow, assess, detector_config
-
-NAMES = ("latency", "errors", "queue", "throughput")
-STEP = 30.0
-ROWS = 120  # the default policy: a 1h window every 30s
-
-
-def spec(**overrides: Any) -> CorrelationPolicySpec:
-    body: dict[str, Any] = {
-        "targetRef": {"name": "checkout"},
-        "metrics": [
-            {"name": "latency", "query": "q1", "role": "slo"},
-            {"name": "errors", "query": "q2", "role": "slo"},
-            {"name": "queue", "query": "q3", "role": "signal"},
-            {"name": "throughput", "query": "q4", "role": "signal", "objective": "min"},
-        ],
-    }
-    body.update(overrides)
-    return CorrelationPolicySpec.model_validate(body)
-
-
-def healthy(seed: int = 1, rows: int = ROWS) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    level = np.array([0.1, 0.002, 5.0, 50.0])
-    return level * (1 + 0.05 * rng.normal(size=(rows, 4)))
-
-
-def window(values: np.ndarray) -> MetricWindow:
-    return MetricWindow(NAMES, 1.7e9 + np.arange(values.shape[0]) * STEP, values, STEP)
+from ajan.models import Action, RemediationPlanSpec
+from ajan.services.assessment import assess, detector_config
+from support.windows import ROWS, healthy, spec, window
 
 
 def test_healthy_window_reaches_no_rung() -> None:

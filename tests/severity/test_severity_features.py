@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
-from ajan.models import CorrelationPolicySpec
-from ajan.services.assessment import MetricWindow, assess
+from ajan.services.assessment import assess
 from ajan.services.features import FEATURE_NAMES, Z_CLIP, DecisionFeatures, level_shift, tail_shift
+from support.windows import healthy, spec, window
 
-NAMES = ("latency", "errors", "queue", "throughput")
-STEP = 30.0
-ROWS = 120
 #: Upper bound of each feature (all have 0 as lower bound).
 Z_LIKE = ("max_bad_z", "p95_shift", "p99_shift", "slo_level_shift", "slo_tail_shift")
 HIGH = {name: Z_CLIP if name in Z_LIKE else 1.0 for name in FEATURE_NAMES}
 
 
-def spec() -> CorrelationPolicySpec:
-    body: dict[str, Any] = {
-        "targetRef": {"name": "checkout"},
-        "metrics": [
-            {"name": "latency", "query": "q1", "role": "slo"},
-            {"name": "errors", "query": "q2", "role": "slo"},
-            {"name": "queue", "query": "q3", "role": "signal"},
-            {"name": "throughput", "query": "q4", "role": "signal", "objective": "min"},
-        ],
-    }
-    return CorrelationPolicySpec.model_validate(body)
-
-
-def healthy(seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.array([0.1, 0.002, 5.0, 50.0]) * (1 + 0.05 * rng.normal(size=(ROWS, 4)))
-
-
 def features(values: np.ndarray) -> DecisionFeatures:
-    window = MetricWindow(NAMES, 1.7e9 + np.arange(ROWS, dtype=np.float64) * STEP, values, STEP)
-    return assess(spec(), window).features
+    return assess(spec(), window(values)).features
 
 
 def check_bounded(f: DecisionFeatures) -> np.ndarray:
