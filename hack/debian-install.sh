@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the servers ajan runs against from Debian's packages: Prometheus (server and promtool) and
-# Redis (server and redis-cli), for the demo and the tests against real servers. Idempotent: does
-# nothing when all four are already on PATH.
+# Installs from Debian's packages what ajan runs against and is checked with: Prometheus (server and
+# promtool) and Redis (server and redis-cli), for the demo and the tests against real servers;
+# Chromium, which renders `ajan report` pages headless in the tests; Lua 5.1, which runs the Argo CD
+# health check in manifests/ (Argo CD's gopher-lua speaks 5.1). Idempotent: does nothing when every
+# binary is already on PATH.
 #
 # The package's maintainer scripts would start the service; in a container without systemd (and in
 # CI) that must not happen, so a temporary policy-rc.d forbids every service start (exit 101 is
@@ -10,8 +12,8 @@ set -euo pipefail
 
 log() { echo "debian-install: $*" >&2; }
 
-binaries=(prometheus promtool redis-server redis-cli)
-packages=(prometheus redis-server)
+binaries=(prometheus promtool redis-server redis-cli chromium lua5.1)
+packages=(prometheus redis-server chromium lua5.1)
 missing=0
 for binary in "${binaries[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing=1
@@ -54,4 +56,6 @@ prometheus --version >&2
 promtool --version >/dev/null
 redis-server --version >&2
 redis-cli --version >/dev/null
+chromium --version >&2
+lua5.1 -v >&2
 log "ok"

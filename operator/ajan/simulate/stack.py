@@ -219,7 +219,7 @@ def hack_script(name: str) -> Path:
 
 
 #: What ``hack/debian-install.sh`` puts on PATH.
-DEBIAN_BINARIES: Final = ("prometheus", "promtool", "redis-server", "redis-cli")
+DEBIAN_BINARIES: Final = ("prometheus", "promtool", "redis-server", "redis-cli", "chromium", "lua5.1")
 
 
 def install_servers(*, always: bool = False) -> None:
