@@ -10,12 +10,15 @@
 #   export KUBECONFIG=<dir>/admin.kubeconfig                       # user `ajan-admin`, group system:masters
 #   export AJAN_RESTRICTED_KUBECONFIG=<dir>/restricted.kubeconfig  # user `ajan-restricted`, no privileged group
 #   export AJAN_KUBE_DIR=<dir>
+#   export AJAN_KUBE_AUDIT_LOG=<the audit log>
 # and writes the same lines to <dir>/env.sh. Progress and errors go to stderr; logs to <dir>/*.log.
 #
 # Environment (all optional): ETCD_PORT, ETCD_PEER_PORT, KUBE_APISERVER_PORT,
 # KUBE_CONTROLLER_MANAGER_PORT (default: free ports picked at random), KUBE_UP_TIMEOUT (seconds to
 # wait for readiness, default 120), KUBE_CONTROLLERS (the controller-manager's --controllers),
-# KUBE_UP_VERBOSITY (component log level, default 1), AJAN_CACHE (see hack/kube-build.sh).
+# KUBE_UP_VERBOSITY (component log level, default 1), AJAN_CACHE (see hack/kube-build.sh),
+# KUBE_AUDIT_LOG (where the apiserver's audit log of every request by `ajan-restricted` goes;
+# default <dir>/audit.log; set it outside <dir> to keep the log after the control plane stops).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -152,6 +155,20 @@ EOF
   printf '%s' "$restricted_token" >restricted.token
 )
 
+# Audit: every request the restricted identity (the operator under manifests/' role) makes, at
+# Metadata level (who, verb, resource, subresource, response code; no bodies), so a test can
+# compare what ajan does with what its role grants. Nobody else is logged.
+audit_log="${KUBE_AUDIT_LOG:-$dir/audit.log}"
+cat >"$dir/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["ajan-restricted"]
+  - level: None
+EOF
+
 server="https://127.0.0.1:$apiserver_port"
 ca_data="$(base64 -w0 <"$pki/ca.crt")"
 kubeconfig() { # file user token
@@ -209,6 +226,7 @@ start kube-apiserver \
   --service-account-signing-key-file "$pki/sa.key" \
   --service-cluster-ip-range 10.0.0.0/24 \
   --endpoint-reconciler-type none \
+  --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$audit_log" \
   --profiling=false \
   --v "$verbosity"
 apiserver_pid="${pids[-1]}"
@@ -241,6 +259,7 @@ fi
   echo "export KUBECONFIG=$dir/admin.kubeconfig"
   echo "export AJAN_RESTRICTED_KUBECONFIG=$dir/restricted.kubeconfig"
   echo "export AJAN_KUBE_DIR=$dir"
+  echo "export AJAN_KUBE_AUDIT_LOG=$audit_log"
 } | tee "$dir/env.sh"
 log "ready: apiserver $server (etcd 127.0.0.1:$etcd_port$([[ $with_kcm == 1 ]] && echo ", controller-manager 127.0.0.1:$kcm_port")); Ctrl-C to stop"
 

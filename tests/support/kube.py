@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -31,6 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "kube_controller_manager: the test needs kube-controller-manager in the control plane"
     )
+    config.addinivalue_line(
+        "markers", "after_everything: the test reads what the rest of the session did, so it runs last"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the ``after_everything`` tests to the end of the session, in their collected order."""
+    last = [item for item in items if item.get_closest_marker("after_everything")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -46,11 +57,24 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: fl
 
 
 @pytest.fixture(scope="session")
-def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def audit_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where every control plane of the session writes its audit log of the restricted identity's
+    requests, kept after the control plane stops (tests/e2e/test_rbac.py reads them all)."""
+    return tmp_path_factory.mktemp("audit")
+
+
+@pytest.fixture(scope="session")
+def kube(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, audit_logs: Path
+) -> Iterator[Kube]:
     """A control plane for the whole session: built if needed, started, stopped with nothing left."""
     with_kcm = any(item.get_closest_marker("kube_controller_manager") for item in request.session.items)
     try:
-        plane = stack.ControlPlane.start(tmp_path_factory.mktemp("kube-up"), controller_manager=with_kcm)
+        plane = stack.ControlPlane.start(
+            tmp_path_factory.mktemp("kube-up"),
+            controller_manager=with_kcm,
+            audit_log=audit_logs / "session.log",
+        )
     except StackError as error:
         pytest.fail(str(error), pytrace=False)
     try:

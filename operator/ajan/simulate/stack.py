@@ -313,16 +313,24 @@ class ControlPlane:
     dir: Path
     admin_kubeconfig: Path
     restricted_kubeconfig: Path
+    #: The API server's audit log of every request by the restricted identity (Metadata level).
+    audit_log: Path
     proc: subprocess.Popen[bytes] = field(repr=False)
 
     @classmethod
     def start(
-        cls, log_dir: Path, *, controller_manager: bool = False, show_build_progress: bool = False
+        cls,
+        log_dir: Path,
+        *,
+        controller_manager: bool = False,
+        show_build_progress: bool = False,
+        audit_log: Path | None = None,
     ) -> ControlPlane:
         """Build the binaries if needed, start kube-up.sh, and return once the API server is ready.
 
-        kube-up.sh's stderr goes to ``log_dir/kube-up.stderr.log``. On a failed start, whatever was
-        started is stopped before the `StackError` propagates.
+        kube-up.sh's stderr goes to ``log_dir/kube-up.stderr.log``. The audit log goes to
+        ``audit_log`` (default: inside the control plane's directory, removed with it). On a failed
+        start, whatever was started is stopped before the `StackError` propagates.
         """
         components = ["etcd", "kube-apiserver", *(["kube-controller-manager"] if controller_manager else [])]
         script = hack_script("kube-up.sh")
@@ -333,7 +341,11 @@ class ControlPlane:
             proc = subprocess.Popen(
                 [str(script), "--controller-manager" if controller_manager else "--no-controller-manager"],
                 cwd=REPO_ROOT,
-                env={**os.environ, "KUBE_CONTROLLER_MANAGER": "0"},
+                env={
+                    **os.environ,
+                    "KUBE_CONTROLLER_MANAGER": "0",
+                    **({"KUBE_AUDIT_LOG": str(audit_log)} if audit_log is not None else {}),
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -348,6 +360,7 @@ class ControlPlane:
             dir=Path(exports["AJAN_KUBE_DIR"]),
             admin_kubeconfig=Path(exports["KUBECONFIG"]),
             restricted_kubeconfig=Path(exports["AJAN_RESTRICTED_KUBECONFIG"]),
+            audit_log=Path(exports["AJAN_KUBE_AUDIT_LOG"]),
             proc=proc,
         )
 
@@ -851,13 +864,14 @@ class MetricsStack:
 
 
 class OperatorProcess:
-    """One ``ajan run`` subprocess watching one namespace; `start` again after `stop` to restart it.
+    """One ``ajan run`` subprocess watching one namespace (``None``: all of them, as the Deployment
+    does); `start` again after `stop` to restart it.
 
     Its output (kopf's log) is appended to ``workdir/ajan.log``.
     """
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, prometheus_url: str, workdir: Path, *extra: str
+        self, kubeconfig: Path, namespace: str | None, prometheus_url: str, workdir: Path, *extra: str
     ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
@@ -875,7 +889,7 @@ class OperatorProcess:
         port = free_port()
         cmd = [
             sys.executable, "-m", "ajan", "run",
-            "--namespace", self.namespace,
+            *(["--namespace", self.namespace] if self.namespace is not None else []),
             "--prometheus-url", self.prometheus_url,
             "--liveness", f"http://127.0.0.1:{port}/healthz",
             *self.extra,
