@@ -1,5 +1,5 @@
 """The ``ajan`` command line: ``detect`` and ``rank`` over metric CSV files, ``backtest`` of a policy,
-``run`` the operator.
+``report`` of a RemediationPlan as an HTML page, ``run`` the operator.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr naming the
 problem), 1 an internal error (one line; set AJAN_DEBUG=1 for the traceback).
@@ -85,6 +85,29 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
+    )
+    rep = sub.add_parser(
+        "report",
+        help="render a RemediationPlan as one self-contained HTML page",
+        description=(
+            "Render a RemediationPlan as one self-contained HTML page (inline CSS and SVG, no script): "
+            "header, anomaly timeline from Prometheus, correlation heatmap, evidence, the patch sent (or, "
+            "in dry-run, that would be sent) and the plan's conditions and history. Without an answering "
+            "Prometheus the page is still written, from the evidence alone, and says why."
+        ),
+    )
+    rep.add_argument("plan", metavar="PLAN", help="name of the RemediationPlan")
+    rep.add_argument(
+        "-n", "--namespace", help="the plan's namespace (default: the kubeconfig context's, else default)"
+    )
+    rep.add_argument("-o", "--output", metavar="FILE", help="write here (default: PLAN.html; '-' for stdout)")
+    rep.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus base URL (default: the policy's spec.prometheus.url, else $AJAN_PROMETHEUS_URL)",
+    )
+    rep.add_argument(
+        "--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, else ~/.kube/config, else in-cluster"
     )
     add_run_parser(sub)
     return parser
@@ -180,13 +203,23 @@ def _backtest(args: argparse.Namespace, out: TextIO) -> None:
     out.write(render_json(result) if args.format == "json" else render_table(result))
 
 
+def _report(args: argparse.Namespace, out: TextIO) -> None:
+    from ajan.report import run
+
+    out.write(run(args.plan, args.namespace, kubeconfig=args.kubeconfig, prometheus=args.prometheus))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ajan`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = _build_parser().parse_args(_attach_relative_times(argv))
     if args.command == "run":  # a long-running process that logs as it goes: nothing to buffer
         return run_operator(args)
-    command = {"detect": _detect, "rank": _rank, "backtest": _backtest}[args.command]
+    if args.command == "report":  # PLAN.html by default, '-' for stdout
+        from ajan.report import output_path
+
+        args.output = output_path(args.plan, args.output)
+    command = {"detect": _detect, "rank": _rank, "backtest": _backtest, "report": _report}[args.command]
     from ajan.analysis.detector import InsufficientDataError
 
     try:
