@@ -326,3 +326,24 @@ def test_over_http(served: str) -> None:
     assert httpx.get(f"{served}/faults").json()["faults"][0]["kind"] == "latency_creep"
     assert httpx.delete(f"{served}/faults").json() == {"cleared": 1}
     assert httpx.get(f"{served}/nowhere").status_code == 404
+
+
+def test_a_scraper_hanging_up_is_not_a_traceback_but_other_errors_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app, _ = make()
+    server = make_server(app, "127.0.0.1", 0)
+    try:
+        for error in (ConnectionResetError(104, "reset by peer"), BrokenPipeError(32, "broken pipe")):
+            try:
+                raise error
+            except OSError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert "Traceback" not in capsys.readouterr().err
+        try:
+            raise ValueError("a bug in the generator")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a bug in the generator" in capsys.readouterr().err
+    finally:
+        server.server_close()

@@ -494,9 +494,20 @@ def make_server(app: GeneratorApp, host: str, port: int) -> ThreadingHTTPServer:
             # A scrape every second would flood stderr; errors still surface as HTTP statuses.
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _QuietServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Drops a client's hang-up silently: a Prometheus scrape that times out on a loaded machine
+    closes its connection mid-answer, and that is the scraper's business, not a traceback on the
+    demo's terminal."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
