@@ -3,20 +3,29 @@
 Run: ``hack/demo.sh`` (sets up the machine first) or ``.venv/bin/python hack/demo.py``; ``--csv``
 runs the older demo of the analysis core on the bundled CSV sample (``hack/demo_csv.py``).
 
-In about two to three minutes, on one machine, with nothing to configure:
+In about two to three minutes, on one machine, with nothing to configure, in six stages, each
+announced with its number and usual duration (``[3/6] metrics: ...``):
 
-1. starts a local control plane (etcd + kube-apiserver, ``hack/kube-up.sh``) and installs ajan's
-   CRDs; a metrics generator for a ``checkout`` service's stable and canary tracks, with five minutes
-   of healthy history backfilled into a real Prometheus that then scrapes it every second; and the
-   operator, ``ajan run``, watching the namespace ``demo``;
-2. applies a CorrelationPolicy (dry-run) on the canary and shows it Ready, with its score and
-   confidence;
-3. injects a ``leading_indicator`` fault (the canary's queue fills first, its latency follows) and
-   narrates what ajan sees: the confidence at each evaluation, the RemediationPlan it proposes with
-   its evidence, escalations (the older plan superseded); then ends the fault and shows the recovery
-   and the plan Resolved;
-4. prints what ``kubectl get correlationpolicies,remediationplans -n demo`` would;
-5. stops everything, on success, error, Ctrl-C or SIGTERM alike, and checks nothing is left.
+1. set-up: the control plane's binaries, Prometheus and Redis installed (instant once done);
+2. control plane: a local etcd + kube-apiserver (``hack/kube-up.sh``) with ajan's CRDs, Argo
+   Rollouts' Rollout CRD and a canary Rollout;
+3. metrics: a metrics generator for a ``checkout`` service's stable and canary tracks, with five
+   minutes of healthy history backfilled into a real Prometheus that then scrapes it every second,
+   and Redis for operators' verdicts;
+4. operator: ``ajan run`` watching the namespace ``demo``; a CorrelationPolicy (mode auto) on the
+   canary, shown Ready with its score and confidence;
+5. fault and decision: a ``leading_indicator`` fault (the canary's queue fills first, its latency
+   follows), narrated as ajan sees it: the confidence at each evaluation, the RemediationPlan it
+   proposes with its evidence, the patch it sends, escalations (the older plan superseded);
+6. recovery and clean-up: the fault ends, the plan is Resolved; what ``kubectl get
+   correlationpolicies,remediationplans -n demo`` would print; each plan that paused or aborted the
+   Rollout rendered by ``ajan report`` as ``ajan-demo-<plan>.html`` in ``--report-dir`` (default:
+   the current directory) while Prometheus still answers; then everything stopped, on success,
+   error, Ctrl-C or SIGTERM alike, and checked that nothing is left but the report.
+
+While it waits on the operator, a terminal shows one live status line (what it waits for, for how
+long, the latest confidence); anything else (a pipe, a CI log) gets plain lines only, never a
+carriage return, with a "still waiting" line when nothing was said for a while.
 
 Exit status: 0 on success; 1 with a one-line error when a step fails or times out; 130 when
 interrupted.
@@ -27,16 +36,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import runpy
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TextIO, TypeVar
 
 import httpx
 
@@ -54,6 +64,7 @@ from ajan.simulate.stack import (  # noqa: E402
     StackError,
     apply_crds,
     apply_rollout_crd,
+    build_binaries,
     canary_policy,
     canary_rollout,
     install_prometheus,
@@ -78,20 +89,101 @@ PLAN_TIMEOUT_S: Final = 150.0
 RESOLVE_TIMEOUT_S: Final = 150.0
 PLANS: Final = "remediationplans"
 POLICIES: Final = "correlationpolicies"
+#: The story's stages: name, what happens, how long it usually takes (measured on a loaded 2-core
+#: machine). hack/demo.sh announces the first itself, as it runs most of it (the virtualenv too).
+STAGES: Final = (
+    (
+        "set-up",
+        "etcd + kube-apiserver binaries, Prometheus and Redis",
+        "instant once built; first time ~13 min",
+    ),
+    ("control plane", "starting etcd + kube-apiserver, ajan's CRDs and a canary Rollout", "~10 s"),
+    ("metrics", f"starting Prometheus with {HISTORY_S / 60:g} min of history, and Redis", "~5 s"),
+    ("operator", "starting ajan run; a CorrelationPolicy and its first evaluations", "~20 s"),
+    ("fault and decision", "a fault on the canary: what ajan sees and does", "1-2 min"),
+    ("recovery and clean-up", "the fault ends, the plan resolves; its report; stopping everything", "~30 s"),
+)
+#: Actions that change the Rollout: a plan that sent one gets an HTML report.
+ACTING: Final = frozenset({"pause", "abort", "rollback"})
+#: Without a terminal, a "still waiting" line after this long without any other line.
+QUIET_S: Final = 20.0
 
 
 class Story:
-    """Progress lines with the time since the demo started."""
+    """The demo's narration on ``out``: lines stamped with the time since the demo started, stage
+    headers (``[2/6] control plane: ...``) and, on a terminal only, one live status line under them.
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+    The status line is redrawn in place with a carriage return and erased before any other line, so
+    it never mixes with them; when ``out`` is not a terminal (a pipe, a CI log) it is never written
+    and no carriage return is printed: a plain "still waiting" line stands in for it when nothing
+    else was said for :data:`QUIET_S` seconds.
+    """
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        *,
+        started: float | None = None,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.clock = clock
+        self.started = clock() if started is None else started
+        self.live = self.out.isatty() if live is None else live
+        self.stage_number = 0
+        self.last_line = self.clock()
+        self._status = ""
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
 
     def say(self, message: str = "") -> None:
         """One line (or several, the first stamped) on stdout, flushed at once."""
+        status = self._status
+        self.clear_status()
         first, *rest = message.splitlines() or [""]
-        print(f"[{time.monotonic() - self.started:6.1f}s] {first}", flush=True)
-        for line in rest:
-            print(f"          {line}", flush=True)
+        lines = [f"[{self.clock() - self.started:6.1f}s] {first}", *(f"          {line}" for line in rest)]
+        self._write("".join(f"{line}\n" for line in lines))
+        self.last_line = self.clock()
+        if status:
+            self.status(status)
+
+    def stage(self, number: int, *, announced: bool = False) -> None:
+        """Start stage ``number`` (1-based) of :data:`STAGES`: its header, unless already ``announced``."""
+        self.stage_number = number
+        if announced:
+            return
+        name, what, duration = STAGES[number - 1]
+        if number > 1:
+            self.clear_status()
+            self._write("\n")
+        self.say(f"[{number}/{len(STAGES)}] {name}: {what} ({duration})")
+
+    def status(self, text: str) -> None:
+        """On a terminal, show ``text`` as the live status line (cut to the terminal's width, since a
+        wrapped line could not be redrawn in place); elsewhere nothing."""
+        if not self.live:
+            return
+        width = max(shutil.get_terminal_size((80, 24)).columns, 40) - 1  # a pty may say 0
+        self._status = text[:width]
+        self._write(f"\r{self._status}\x1b[K")
+
+    def clear_status(self) -> None:
+        """Erase the live status line, if one is shown: before any other output."""
+        if self._status:
+            self._status = ""
+            self._write("\r\x1b[K")
+
+    def waiting(self, what: str, elapsed: float, timeout: float, detail: str = "") -> None:
+        """Tell that the demo is still waiting for ``what``: on a terminal in the status line at
+        every call, elsewhere as a plain line once nothing was said for :data:`QUIET_S` seconds."""
+        text = f"waiting for {what}: {elapsed:.0f}s (at most {timeout:g}s){detail}"
+        if self.live:
+            self.status(f"[{self.stage_number}/{len(STAGES)}] {text}")
+        elif self.clock() - self.last_line >= QUIET_S:
+            self.say(f"still {text}")
 
 
 class Cluster:
@@ -153,9 +245,8 @@ def rollout_state(rollout: dict[str, Any]) -> str:
     }
     paused = bool((rollout.get("spec") or {}).get("paused"))
     aborted = bool((rollout.get("status") or {}).get("abort"))
-    return (
-        f"rollout {rollout['metadata']['name']}: spec.paused={paused}, status.abort={aborted}"
-        + (f", annotations {annotations}" if annotations else "")
+    return f"rollout {rollout['metadata']['name']}: spec.paused={paused}, status.abort={aborted}" + (
+        f", annotations {annotations}" if annotations else ""
     )
 
 
@@ -272,8 +363,10 @@ class Watch:
         self.prometheus_url = prometheus_url
         self.last_evaluation: str | None = None
         self.evaluations = 0
+        self.confidence: float | None = None
         self.phases: dict[str, str | None] = {}
         self.plans: dict[str, dict[str, Any]] = {}
+        self.sent: set[str] = set()
 
     def poll(self) -> dict[str, Any]:
         """Tell what changed since the last poll; return the policy."""
@@ -283,7 +376,7 @@ class Watch:
         if stamp and stamp != self.last_evaluation and status.get("confidence") is not None:
             self.last_evaluation = stamp
             self.evaluations += 1
-            confidence = float(status["confidence"])
+            confidence = self.confidence = float(status["confidence"])
             incident = status.get("incident")
             note = ""
             if incident:
@@ -314,28 +407,92 @@ class Watch:
                     if conditions and conditions[0].get("message"):
                         message = f": {conditions[0]['message']}"
                     self.story.say(f"plan {name}: {self.phases[name] or 'new'} -> {phase}{message}")
-                    if phase == "Executed":
-                        status = plan.get("status") or {}
-                        self.story.say(
-                            f"  sent {status.get('patchRequest')}: {status.get('dryRunPatch')}\n  "
-                            + rollout_state(self.cluster.rollout(JOB))
-                        )
                 self.phases[name] = phase
             elif name not in self.phases:
                 self.phases[name] = phase
+            status = plan.get("status") or {}
+            # Told once, whether the plan was first seen Executing or already Executed (the
+            # operator often acts within one poll of proposing).
+            if status.get("executedAt") and status.get("patchRequest") and name not in self.sent:
+                self.sent.add(name)
+                self.story.say(
+                    f"  sent {status.get('patchRequest')}: {status.get('dryRunPatch')}\n  "
+                    + rollout_state(self.cluster.rollout(JOB))
+                )
         return policy
 
     def until(self, done: Callable[[dict[str, Any]], T | None], *, timeout: float, what: str) -> T:
-        """Poll and narrate until ``done(policy)`` returns something."""
-        return wait_for(lambda: done(self.poll()), timeout=timeout, what=what, interval=0.5)
+        """Poll and narrate until ``done(policy)`` returns something; meanwhile tell the wait."""
+        started = time.monotonic()
+
+        def check() -> T | None:
+            result = done(self.poll())
+            if result is None or result is False:
+                count = self.evaluations
+                detail = f"; {count} evaluation{'s' * (count != 1)}" if count else ""
+                if self.confidence is not None:
+                    detail += f", confidence {self.confidence:.2f}"
+                self.story.waiting(what, time.monotonic() - started, timeout, detail)
+            return result
+
+        try:
+            return wait_for(check, timeout=timeout, what=what, interval=0.5)
+        finally:
+            self.story.clear_status()
 
 
-def story(cleanup: contextlib.ExitStack, say: Story) -> None:
-    """The demo's steps; everything it starts is registered with ``cleanup``."""
+def report_path(report_dir: Path, plan: str) -> Path:
+    """Where the report of ``plan`` goes."""
+    return report_dir / f"ajan-demo-{plan}.html"
+
+
+def shown(path: Path) -> str:
+    """``path`` as a person would type it from here: relative under the current directory."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else str(path.resolve())
+
+
+def write_reports(api: Any, prometheus_url: str, names: Sequence[str], report_dir: Path) -> dict[str, Path]:
+    """Render, with ``ajan report``'s own functions, each of the plans ``names`` that sent an action
+    changing the Rollout (:data:`ACTING`) into ``report_dir``; return the files written by plan.
+
+    Needs the stack up: the plan, its policy and its Events come from the API server, the timeline
+    around the plan from Prometheus. Each file appears whole or not at all.
+    """
+    from ajan.report import fetch_timeline, plan_time, read_plan, render
+
+    written: dict[str, Path] = {}
+    for name in names:
+        read = read_plan(api, NAMESPACE, name)
+        status = read.plan.status
+        if read.plan.spec.action.value not in ACTING or status is None or status.executed_at is None:
+            continue
+        timeline = fetch_timeline(read.policy, plan_time(read.plan), prometheus_url, now=time.time())
+        page = render(read.plan, read.policy, timeline, events=read.events, notes=read.notes)
+        path = report_path(report_dir, name)
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            partial.write_text(page, encoding="utf-8")
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
+        written[name] = path
+    return written
+
+
+def story(
+    cleanup: contextlib.ExitStack, say: Story, *, report_dir: Path | None, set_up_announced: bool = False
+) -> dict[str, Path]:
+    """The demo's stages; everything it starts is registered with ``cleanup``. Returns the reports
+    written into ``report_dir`` (None: no report)."""
+    say.stage(1, announced=set_up_announced)
+    # Instant once done (hack/demo.sh has just done it); a first build shows its progress on stderr.
+    build_binaries(["etcd", "kube-apiserver"], show_progress=True)
+    prometheus = install_prometheus()
     workdir = Path(tempfile.mkdtemp(prefix="ajan-demo-"))
     cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
 
-    say.say("starting a local control plane: etcd + kube-apiserver (hack/kube-up.sh)")
+    say.stage(2)
     plane = ControlPlane.start(workdir / "kube", show_build_progress=True)
     cleanup.callback(plane.stop)
     api = plane.api_client()
@@ -351,11 +508,11 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
         "ajan's patches are what changes it)"
     )
 
+    say.stage(3)
     say.say(
         f"starting the metrics generator ({JOB}: stable + canary) with {HISTORY_S / 60:g} minutes of "
         "healthy history, backfilled into Prometheus"
     )
-    prometheus = install_prometheus()
     metrics = MetricsStack.start(
         workdir / "metrics", HISTORY_S, seed=11, day_seconds=86400.0, binary=prometheus
     )
@@ -369,6 +526,7 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
     cleanup.callback(redis.stop)
     say.say(f"Redis ready at {redis.url} (append-only, noeviction): operators' verdicts live there 7 days")
 
+    say.stage(4)
     operator = OperatorProcess(
         plane.admin_kubeconfig, NAMESPACE, metrics.url, workdir, f"--redis-url={redis.url}"
     )
@@ -408,6 +566,7 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
         what="healthy evaluations",
     )
 
+    say.stage(5)
     metrics.post_fault(**FAULT)
     say.say(
         f"injected a leading_indicator fault on the canary: its queue depth grows {FAULT['rate']:.0%} a "
@@ -423,6 +582,8 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
         return (top and elapsed > INCIDENT_MIN_S) or elapsed > ESCALATION_WINDOW_S
 
     watch.until(escalated, timeout=ESCALATION_WINDOW_S + 30, what="the incident to unfold")
+
+    say.stage(6)
     metrics.clear_faults()
     say.say("ended the fault: the canary recovers; ajan resolves the incident after 3 healthy evaluations")
 
@@ -435,49 +596,111 @@ def story(cleanup: contextlib.ExitStack, say: Story) -> None:
     say.say(f"incident over: plan {', '.join(current)} Resolved")
     say.say(rollout_state(cluster.rollout(JOB)))
     say.say("\n".join(kubectl_get(cluster)))
+    if report_dir is None:
+        return {}
+    # Now, before the clean-up: the report's timeline comes from this Prometheus.
+    reports = write_reports(api, metrics.url, list(watch.plans), report_dir)
+    for name, path in reports.items():
+        say.say(
+            f"report of plan {name} ({watch.plans[name]['spec']['action']}): {shown(path)}\n"
+            "  its metrics' timeline, evidence, correlations and the patch sent: open it in a browser"
+        )
+    if not reports:
+        say.say("no plan paused or aborted the Rollout: no report written")
+    return reports
 
 
-def main() -> int:
-    """Run the story; return the exit status."""
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a StackError carries a process's log after it)."""
+    return (str(error).splitlines() or [""])[0]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line: ``--csv``, ``--report-dir DIR`` / ``--no-report``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--csv", action="store_true", help="run the analysis core's CSV demo instead")
-    args = parser.parse_args()
+    reports = parser.add_mutually_exclusive_group()
+    reports.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path.cwd(),
+        metavar="DIR",
+        help="where the HTML report of each plan that paused or aborted the Rollout goes, as "
+        "ajan-demo-PLAN.html (default: the current directory); kept after the clean-up",
+    )
+    reports.add_argument(
+        "--no-report", dest="report_dir", action="store_const", const=None, help="write no report"
+    )
+    # hack/demo.sh's start (epoch seconds): it announced the set-up stage and ran it, the clock
+    # counts from then.
+    parser.add_argument("--set-up-started", type=float, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the story; return the exit status."""
+    args = parse_args(argv)
     if args.csv:
         runpy.run_path(str(ROOT / "hack" / "demo_csv.py"), run_name="__main__")
         return 0
+    report_dir: Path | None = args.report_dir
+    if report_dir is not None:  # a bad directory is told now, not after two minutes of demo
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"demo: error: --report-dir {report_dir}: {error.strerror}", file=sys.stderr)
+            return 1
+        if not os.access(report_dir, os.W_OK):
+            print(f"demo: error: --report-dir {report_dir}: not writable", file=sys.stderr)
+            return 1
 
     def terminate(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the clean-up below
 
     signal.signal(signal.SIGTERM, terminate)
+    # A closed terminal window too: Python's default for SIGHUP is to die without cleaning up.
+    signal.signal(signal.SIGHUP, terminate)
     # A shell without job control starts background commands with SIGINT ignored, and Python then
     # never raises KeyboardInterrupt: Ctrl-C must stop (and clean up) the demo however it started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    say = Story()
+    since = args.set_up_started
+    say = Story(started=None if since is None else time.monotonic() - max(0.0, time.time() - since))
     cleanup = contextlib.ExitStack()
     status = 0
+    reports: dict[str, Path] = {}
+
+    def tell(message: str) -> None:
+        """One line on stderr, below the story; a terminal gone (SIGHUP) must not stop the clean-up."""
+        with contextlib.suppress(OSError):
+            say.clear_status()
+            print(f"demo: {message}", file=sys.stderr, flush=True)
+
     try:
-        story(cleanup, say)
+        reports = story(cleanup, say, report_dir=report_dir, set_up_announced=since is not None)
     except KeyboardInterrupt:
-        print("demo: interrupted; stopping everything", file=sys.stderr, flush=True)
+        tell("interrupted; stopping everything")
         status = 130
     except StackError as error:
-        print(f"demo: error: {str(error).splitlines()[0]}", file=sys.stderr, flush=True)
+        tell(f"error: {first_line(error)}")
         status = 1
     except Exception as error:  # an API or HTTP failure: one line too, and the clean-up still runs
-        print(f"demo: error: {type(error).__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
+        tell(f"error: {type(error).__name__}: {first_line(error)}")
         status = 1
     finally:
         # A second Ctrl-C must not cut the clean-up short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         try:
             cleanup.close()
         except StackError as error:
-            print(f"demo: error while stopping: {str(error).splitlines()[0]}", file=sys.stderr, flush=True)
+            tell(f"error while stopping: {first_line(error)}")
             status = 1
     if status == 0:
-        say.say("stopped the operator, Prometheus, the generator and the control plane; nothing left")
+        kept = f" but the report{'s' * (len(reports) > 1)} " + ", ".join(map(shown, reports.values()))
+        say.say(
+            "stopped the operator, Prometheus, Redis, the generator and the control plane; nothing left"
+            + (kept if reports else "")
+        )
     return status
 
 
