@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -52,6 +53,23 @@ def _url(text: str) -> str:
 def _redis_url(text: str) -> str:
     if not re.match(r"^(redis|rediss|unix)://\S+$", text):
         raise argparse.ArgumentTypeError(f"not a redis:// URL: {text!r}")
+    return text
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _log_format(text: str) -> str:
+    # Not choices=: argparse checks choices only on the command line, not on a default from the env.
+    if text not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"must be text or json, got {text!r}")
     return text
 
 
@@ -158,7 +176,43 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--peering",
         default=_env("AJAN_PEERING"),
         help="kopf peering object, so that of several replicas one is active (env AJAN_PEERING; "
-        "default: standalone)",
+        "default: standalone); a replica's name in it is env POD_ID (the Deployment sets the pod's)",
+    )
+    run.add_argument(
+        "--peering-priority",
+        type=_positive_int,
+        default=_env("AJAN_PEERING_PRIORITY"),
+        help="this replica's peering priority: the live replica with the highest one is active "
+        "(env AJAN_PEERING_PRIORITY; default: random, so that replicas of one Deployment differ)",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        default=_env("AJAN_METRICS_LISTEN", "off"),
+        help="host:port of a server of /metrics and /readyz alone, e.g. 0.0.0.0:8082 "
+        "(env AJAN_METRICS_LISTEN; default off)",
+    )
+    run.add_argument(
+        "--log-format",
+        type=_log_format,
+        metavar="{text,json}",
+        default=_env("AJAN_LOG_FORMAT", "text"),
+        help="text (kopf's) or json: one object per line with time, level, logger, message and the "
+        "namespace, policy, plan and trace it is about (env AJAN_LOG_FORMAT; default text)",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        type=_url,
+        default=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        help="OpenTelemetry collector's OTLP/HTTP base URL, e.g. http://collector:4318; traces go to "
+        "its /v1/traces (env OTEL_EXPORTER_OTLP_ENDPOINT; default: no tracing)",
+    )
+    run.add_argument(
+        "--trace-sample-ratio",
+        type=_ratio,
+        default=_env("AJAN_TRACE_SAMPLE_RATIO", "0.1"),
+        help="share of evaluations traced, in [0, 1]; a sampled parent is always followed "
+        "(env AJAN_TRACE_SAMPLE_RATIO; default 0.1)",
     )
     run.add_argument("--verbose", action="store_true", help="log kopf's debug messages")
 
@@ -169,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import ajan.handlers  # noqa: F401  (registers the handlers with kopf)
+    from ajan import logs, tracing
     from ajan.services.reconcile import OperatorConfig
 
     namespaces: Sequence[str] = args.namespaces or args.env_namespaces
@@ -183,22 +238,33 @@ def run(args: argparse.Namespace) -> int:
         feedback_issuer=args.feedback_issuer,
         feedback_jwks_url=args.feedback_jwks_url,
         max_actions_per_hour=args.max_actions_per_hour,
+        metrics_listen=args.metrics_listen,
     )
-    kopf.configure(verbose=args.verbose, log_prefix=True)
+    # Logging first: what follows (the tracer's own line included) is in the chosen format.
+    logs.configure(args.log_format, verbose=args.verbose)
     logging.getLogger("ajan").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     # One line per Prometheus query at INFO would drown everything else.
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     liveness = None if args.liveness in (None, "", "off") else args.liveness
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=args.peering is None,
-            peering_name=args.peering,
-            liveness_endpoint=liveness,
-            memo=kopf.Memo(config=config),
+    tracing.configure(args.otlp_endpoint, args.trace_sample_ratio)
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                standalone=args.peering is None,
+                peering_name=args.peering,
+                # kopf pauses *every* replica when two share a priority: equal defaults would leave
+                # nobody active. A random one differs between replicas (a tie: 1 in 2**31), and a
+                # rolling update still hands over, since the old replica leaves on SIGTERM.
+                priority=args.peering_priority or secrets.randbelow(2**31 - 1) + 1,
+                liveness_endpoint=liveness,
+                memo=kopf.Memo(config=config),
+            )
         )
-    )
+    finally:
+        # The cleanup handler flushed already, unless startup failed before it could run.
+        tracing.shutdown()
     return 0
 
 

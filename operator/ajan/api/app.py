@@ -25,13 +25,15 @@ from functools import partial
 from typing import Annotated, Any, Final, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
 
 from ajan.api.auth import AuthError, KeysUnavailableError, TokenVerifier
 from ajan.api.ratelimit import RateLimiter, retry_after_header
 from ajan.clients.feedback_store import FeedbackRecord, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
+from ajan.metrics import REJECT_REASONS as REJECT_REASONS  # where it was before issue 6
+from ajan.metrics import feedback_metrics
 from ajan.models import Verdict
 from ajan.models.common import DNS_LABEL_PATTERN, ObjectName, rfc3339
 from ajan.services.feedback import PlanNotFoundError, submit_feedback
@@ -48,9 +50,6 @@ MAX_COMMENT_CHARS: Final = 4096
 MAX_SUBJECT_CHARS: Final = 253
 #: Audit fields copied from an invalid body are cut to this length: a log line stays a line.
 AUDIT_FIELD_CHARS: Final = 253
-
-#: The bounded values of ``aiops_feedback_rejected_total{reason}``.
-REJECT_REASONS: Final = ("unauthenticated", "rate-limited", "invalid", "not-found", "unavailable", "error")
 
 NamespaceName = Annotated[
     StrictStr, StringConstraints(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)
@@ -95,35 +94,6 @@ class Submit(Protocol):
 def feedback_submitter(kube: KubeStore, store: FeedbackStore) -> Submit:
     """`submit_feedback` on the operator's own Kubernetes and Redis clients."""
     return partial(submit_feedback, kube, store)
-
-
-class FeedbackMetrics:
-    """The API's metrics, registered in ``registry``."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.accepted = Counter(
-            "aiops_feedback",
-            "Verdicts on RemediationPlans accepted by the feedback API.",
-            ["verdict"],
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "aiops_feedback_rejected",
-            "Feedback requests refused, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "aiops_feedback_request_duration_seconds",
-            "Time to answer a feedback request, whatever the outcome.",
-            registry=registry,
-        )
-        # Every series from the start: a rate() over a series that appears only at its first
-        # increment misses that increment.
-        for verdict in Verdict:
-            self.accepted.labels(verdict=verdict.value)
-        for reason in REJECT_REASONS:
-            self.rejected.labels(reason=reason)
 
 
 def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -216,7 +186,8 @@ def make_app(
         The claim that names who gave a verdict (``by``): ``sub`` (a service-account token's
         ``system:serviceaccount:<ns>:<name>``), or e.g. ``email`` for an identity provider.
     """
-    metrics = FeedbackMetrics(registry)
+    # Shared with the plan handler, which counts verdicts set with kubectl in the same series.
+    metrics = feedback_metrics(registry)
 
     async def post_feedback(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -307,19 +278,26 @@ def make_app(
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, shutdown_timeout_s: float = 5.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout_s: float = 5.0,
+    access_log: bool = True,
 ) -> web.AppRunner:
     """Start serving ``app`` on ``host:port`` in the running event loop; stop with ``runner.cleanup()``.
 
     ``port`` 0 picks a free port: ``runner.addresses[0][1]`` is the one bound. Requests in flight get
     ``shutdown_timeout_s`` to finish at cleanup (short: an operator shutting down should not linger).
+    ``access_log`` False: no line per request (probes and scrapes would be most of the log).
     """
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s, handle_signals=False)
+    quiet: dict[str, Any] = {} if access_log else {"access_log": None}
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s, handle_signals=False, **quiet)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("feedback API listening on %s", runner.addresses)
+    log.info("HTTP server listening on %s", runner.addresses)
     return runner

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import kopf
 
+from ajan import logs, metrics
 from ajan.clients.feedback_store import FeedbackUnavailableError
 from ajan.models import GROUP, VERSION, Feedback, PlanPhase
 from ajan.services.execution import needs_revert
@@ -38,7 +39,9 @@ async def person_decided(
     if namespace is None or runtime is None:
         return
     if spec.get("feedback") is not None and runtime.feedback is not None:
-        await _store_verdict(runtime, body, logger)
+        policy = (spec.get("policyRef") or {}).get("name")
+        with logs.bind(namespace=namespace, policy=policy, plan=body["metadata"]["name"]):
+            await _store_verdict(runtime, body, logger)
     phase = (body.get("status") or {}).get("phase")
     approved = spec.get("approval") is not None and phase in (None, PlanPhase.PROPOSED.value)
     if approved or needs_revert(body):
@@ -86,6 +89,10 @@ async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger)
                 if existing is not None:
                     record = dataclasses.replace(record, shifts=merge_shifts(existing.shifts, record.shifts))
                 await store.record(record)
+                if existing is None:
+                    # A new verdict, set with kubectl: the feedback API counted its own already (it
+                    # stores before patching the plan, so the handler finds its record above).
+                    metrics.feedback_metrics().accepted.labels(verdict=feedback.verdict.value).inc()
                 logger.info("stored the %s verdict on %s", feedback.verdict.value, meta["name"])
                 return
             except FeedbackUnavailableError as err:

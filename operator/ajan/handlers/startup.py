@@ -1,15 +1,19 @@
-"""Operator start and stop: kopf's settings, and the clients every evaluation shares (in ``memo``)."""
+"""Operator start and stop: kopf's settings, the clients every evaluation shares (in ``memo``), and
+the HTTP servers in the operator's loop (the feedback API, the metrics server)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import kopf
 import prometheus_client
+from aiohttp import web
 from kubernetes import client, config
 
+from ajan import __version__, logs, tracing
 from ajan.api import JwksSource, JwksVerifier, RateLimiter, feedback_submitter, make_app, serve
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
@@ -18,23 +22,40 @@ from ajan.services.reconcile import OperatorConfig, Runtime
 from ajan.services.severity import load_classifier
 
 PREFIX = "aiops.ajan.dev"
+#: Seconds a replica's peering keep-alive counts: how long a crash leaves policies unevaluated.
+PEERING_LIFETIME_S: Final = 30
 
 
 def kube_api_client() -> client.ApiClient:
     """A client for the cluster ajan runs in, else for the current kubeconfig context."""
     try:
         config.load_incluster_config()
-        return client.ApiClient()
+        api = client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config()
+        api = config.new_client_from_config()
+    # Named in the API server's audit log (kopf's own requests say kopf/...), and in tests that
+    # hold manifests/' role to what ajan does.
+    api.user_agent = f"ajan/{__version__}"
+    return api
 
 
 @kopf.on.startup()
 async def configure(
     *, settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Set kopf's settings explicitly and build the shared clients into ``memo.runtime``."""
+    """Set kopf's settings explicitly and build the shared clients into ``memo.runtime``.
+
+    The metrics server starts first and answers ``/readyz`` with 503 until everything else is up.
+    """
     operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
+    # kopf retries a startup handler that failed: the server of the first try keeps serving.
+    readiness: Readiness = memo.setdefault("readiness", Readiness())
+    if operator_config.metrics_listen is not None and memo.get("metrics_server") is None:
+        host, port = operator_config.metrics_listen
+        app = make_metrics_app(prometheus_client.REGISTRY, readiness)
+        # No access log: probes and scrapes every few seconds would be most of the log.
+        memo.metrics_server = await serve(app, host, port, access_log=False)
+        logger.info("metrics server listening on %s:%d (/metrics, /readyz)", host, port)
     # Under ajan's own API group, not kopf.zalando.org: the RBAC and a reader both see whose marks they are.
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -47,6 +68,10 @@ async def configure(
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    # Peering (--peering): a replica that crashed is presumed dead after this, and a standby takes
+    # over; kopf renews it 5-10 s before it lapses. Keep-alives are not worth a log line each.
+    settings.peering.lifetime = PEERING_LIFETIME_S
+    settings.peering.stealth = True
     # Events are how a user of kubectl describe sees what ajan did; info and above.
     settings.posting.level = logging.INFO
     slots = operator_config.concurrency
@@ -60,7 +85,9 @@ async def configure(
         if operator_config.redis_url
         else None
     )
-    classifier, fallback = load_classifier()
+    # LiteRT prints its own lines to stderr, past Python's logging: keep JSON logs one object a line.
+    with logs.native_output(logging.getLogger("ajan.severity")):
+        classifier, fallback = load_classifier()
     if fallback is not None:
         logger.warning("severity model unusable, plans show rule-based severities: %s", fallback)
     memo.runtime = Runtime(
@@ -86,6 +113,33 @@ async def configure(
         slots,
         "in redis" if feedback is not None else "off (no --redis-url)",
     )
+    readiness.ready = True
+
+
+class Readiness:
+    """Whether the operator finished starting: what ``/readyz`` answers."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+
+def make_metrics_app(registry: prometheus_client.CollectorRegistry, readiness: Readiness) -> web.Application:
+    """``/metrics`` (``registry`` in Prometheus' text format) and ``/readyz`` (200 once ``readiness``
+    says so, 503 before): the metrics server, apart from the feedback API so that it needs no Redis."""
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if readiness.ready:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "starting"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/readyz", readyz)
+    return app
 
 
 async def _start_feedback_api(
@@ -113,11 +167,15 @@ async def _start_feedback_api(
 
 @kopf.on.cleanup()
 async def close(*, memo: kopf.Memo, **_: Any) -> None:
-    """Close the shared clients."""
-    api = memo.get("feedback_api")
-    if api is not None:
-        await api.cleanup()
+    """Stop the HTTP servers, close the shared clients, and send the spans still buffered."""
+    for server in ("metrics_server", "feedback_api"):
+        runner = memo.get(server)
+        if runner is not None:
+            await runner.cleanup()
+    if memo.get("feedback_api") is not None:
         await memo.feedback_verifier.aclose()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.close()
+    # Blocking (an HTTP export): in a thread, so the loop's other shutdown work goes on meanwhile.
+    await asyncio.to_thread(tracing.shutdown)

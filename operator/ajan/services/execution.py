@@ -34,7 +34,7 @@ from typing import Any, Final
 import httpx
 from kubernetes.client.rest import ApiException
 
-from ajan import metrics
+from ajan import logs, metrics, tracing
 from ajan.clients import rollouts
 from ajan.models import (
     Action,
@@ -258,10 +258,12 @@ class Executor:
             if phase not in PENDING:
                 continue
             # `history` grows with each action taken, so the limits hold within one call too.
-            notes += await self._progress_one(spec, plan, history, now)
+            with logs.bind(plan=plan["metadata"]["name"]):
+                notes += await self._progress_one(spec, plan, history, now)
         for plan in plans:
             if needs_revert(plan):
-                notes += await self._revert(plan, now)
+                with logs.bind(plan=plan["metadata"]["name"]):
+                    notes += await self._revert(plan, now)
         return notes
 
     async def _revert(self, plan: Mapping[str, Any], now: datetime) -> list[ExecutionNote]:
@@ -385,11 +387,28 @@ class Executor:
         if resolved:
             patch["resolvedAt"] = rfc3339(now)
         updated = await self.store.patch_plan_status(self.namespace, plan["metadata"]["name"], patch)
+        if status.get("phase") != phase.value:
+            metrics.plan_entered(plan["spec"]["action"], phase.value)
+            self.log.debug("plan %s: %s -> %s", plan["metadata"]["name"], status.get("phase"), phase.value)
         # Later steps of the same call see what was just written.
         if isinstance(plan, dict) and isinstance(updated, dict) and "status" in updated:
             plan["status"] = updated["status"]
 
     async def _execute(
+        self,
+        spec: CorrelationPolicySpec,
+        plan: Mapping[str, Any],
+        mode: RemediationMode,
+        history: list[Taken],
+        now: datetime,
+    ) -> list[ExecutionNote]:
+        attributes = {"action": plan["spec"]["action"], "dry_run": mode is RemediationMode.DRY_RUN}
+        with tracing.span("ajan.act", plan=plan["metadata"]["name"], **attributes) as span:
+            notes = await self._execute_plan(spec, plan, mode, history, now)
+            span.set_attribute("phase", str((plan.get("status") or {}).get("phase")))
+            return notes
+
+    async def _execute_plan(
         self,
         spec: CorrelationPolicySpec,
         plan: Mapping[str, Any],

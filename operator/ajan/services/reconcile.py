@@ -33,7 +33,7 @@ import httpx
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from ajan import metrics
+from ajan import logs, metrics, tracing
 from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
@@ -62,6 +62,8 @@ from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts,
 from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
 from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier, estimate
 from ajan.services.window import fetch_window, window_bounds
+
+log = logging.getLogger(__name__)
 
 LABEL_POLICY: Final = "aiops.ajan.dev/policy"
 LABEL_INCIDENT: Final = "aiops.ajan.dev/incident"
@@ -98,6 +100,8 @@ class OperatorConfig:
     feedback_jwks_url: str | None = None
     #: Actions (annotations not counted) the whole operator takes per hour at most.
     max_actions_per_hour: int = 20
+    #: Where /metrics and /readyz alone are served; None: not started.
+    metrics_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,12 @@ class _Throttled:
     async def query_range(
         self, query: str, start: float, end: float, step: float, *, min_points: int = 1
     ) -> RangeResult:
-        async with self._slots:
-            return await self._source.query_range(query, start, end, step, min_points=min_points)
+        # Waiting for a slot is part of the span: a saturated Prometheus shows as slow queries.
+        with tracing.span("ajan.query", query=query, range_seconds=end - start, step_seconds=step) as span:
+            async with self._slots:
+                result = await self._source.query_range(query, start, end, step, min_points=min_points)
+            span.set_attribute("points", len(result.timestamps))
+            return result
 
     async def is_online(self) -> bool:
         return await self._source.is_online()
@@ -254,14 +262,46 @@ class PolicyEvaluator:
     # --- the evaluation --------------------------------------------------------------------------
 
     async def evaluate(self, body: Mapping[str, Any]) -> Report:
-        """Evaluate the policy ``body`` (its current manifest) once and write what follows."""
-        with metrics.EVALUATION_SECONDS.time():
-            report = await self._evaluate(body)
-        metrics.EVALUATIONS.labels(result=report.reason or "evaluated").inc()
-        if report.assessment is not None:
-            labels = {"namespace": self.namespace, "policy": self.name}
-            metrics.CONFIDENCE.labels(**labels).set(report.assessment.confidence)
-            metrics.ANOMALOUS_METRICS.labels(**labels).set(len(report.assessment.evidence.anomalies))
+        """Evaluate the policy ``body`` (its current manifest) once and write what follows.
+
+        One ``ajan.evaluate`` span, and every log line inside names the namespace and policy.
+        """
+        with (
+            logs.bind(namespace=self.namespace, policy=self.name),
+            tracing.span("ajan.evaluate", namespace=self.namespace, policy=self.name) as span,
+        ):
+            started = time.perf_counter()
+            try:
+                with metrics.EVALUATION_SECONDS.time():
+                    report = await self._evaluate(body)
+            except BaseException:
+                span.set_attribute("result", "error")
+                raise
+            result = report.reason or "evaluated"
+            # Debug, and not on the policy's kopf logger: at INFO that one posts an Event per line.
+            log.debug(
+                "evaluation %s in %.0f ms: outcome %s, confidence %s",
+                result,
+                1000 * (time.perf_counter() - started),
+                report.outcome.value if report.outcome else "-",
+                f"{report.assessment.confidence:.2f}" if report.assessment else "-",
+            )
+            metrics.EVALUATIONS.labels(result=result).inc()
+            span.set_attribute("result", result)
+            assessment = report.assessment
+            if assessment is not None:
+                evidence = assessment.evidence
+                metrics.record_evaluation(
+                    self.namespace,
+                    self.name,
+                    confidence=assessment.confidence,
+                    anomalous=len(evidence.anomalies),
+                    metric_scores=assessment.metric_scores,
+                    correlations=[(c.leader, c.follower, c.r) for c in evidence.correlations],
+                )
+                span.set_attribute("confidence", assessment.confidence)
+                incident = self.incident
+                span.set_attribute("action", incident.action.value if incident else Action.NONE.value)
         return report
 
     async def _evaluate(self, body: Mapping[str, Any]) -> Report:
@@ -292,26 +332,35 @@ class PolicyEvaluator:
             opened_at = self.incident.opened_at.timestamp() if self.incident else None
             bounds = window_bounds(spec, self.runtime.clock(), opened_at)
             window = await fetch_window(self.runtime.source(url), spec, bounds.start, bounds.end, bounds.step)
-            async with self.runtime.analysis_slots:
-                hold = self.incident is not None
-                assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
-            assessment = estimate(assessment, self.runtime.classifier)
+            with tracing.span("ajan.analyse", metrics=len(spec.metrics)) as span:
+                async with self.runtime.analysis_slots:
+                    hold = self.incident is not None
+                    assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
+                assessment = estimate(assessment, self.runtime.classifier)
+                span.set_attribute("score", assessment.score)
+                span.set_attribute("anomalous", len(assessment.evidence.anomalies))
         except MetricSourceError as err:
             metrics.QUERY_ERRORS.labels(reason=err.reason).inc()
             notes = await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
 
-        assessment, ladder, notes = await self._with_feedback(spec, assessment, now)
-        decision = decide(
-            self.name,
-            self.incident,
-            assessment.confidence,
-            ladder,
-            spec.remediation.recovery_evaluations,
-            now,
-        )
-        decision, carried = await self._carry_out(body, spec, decision, assessment, now)
-        notes += carried
+        with tracing.span("ajan.decide") as span:
+            assessment, ladder, notes = await self._with_feedback(spec, assessment, now)
+            decision = decide(
+                self.name,
+                self.incident,
+                assessment.confidence,
+                ladder,
+                spec.remediation.recovery_evaluations,
+                now,
+            )
+            decision, carried = await self._carry_out(body, spec, decision, assessment, now)
+            notes += carried
+            span.set_attribute("outcome", decision.outcome.value)
+            span.set_attribute("confidence", assessment.confidence)
+            if decision.incident is not None:
+                span.set_attribute("action", decision.incident.action.value)
+                span.set_attribute("plan", decision.incident.plan)
         self.incident = decision.incident
         await self._execute(spec, now)
         conditions = list(status.get("conditions") or [])
@@ -372,6 +421,7 @@ class PolicyEvaluator:
             [Note("FeedbackAvailable", "operators' feedback is read again")] if self._feedback_down else []
         )
         self._feedback_down = False
+        metrics.record_feedback(self.namespace, self.name, history.true_positives, history.false_positives)
         assessment, ladder = refine(assessment, ladder, history)
         return assessment, ladder, notes
 
@@ -442,6 +492,18 @@ class PolicyEvaluator:
         return gitops_of(rollout) if rollout is not None else None
 
     async def _carry_out(
+        self,
+        body: Mapping[str, Any],
+        spec: CorrelationPolicySpec,
+        decision: Decision,
+        assessment: Assessment,
+        now: datetime,
+    ) -> tuple[Decision, list[Note]]:
+        plan = decision.incident.plan if decision.incident is not None else None
+        with logs.bind(plan=plan):
+            return await self._carry_out_plan(body, spec, decision, assessment, now)
+
+    async def _carry_out_plan(
         self,
         body: Mapping[str, Any],
         spec: CorrelationPolicySpec,
@@ -570,6 +632,7 @@ class PolicyEvaluator:
                 "peakShifts": _peak_list(peaks),
             }
             await kube.patch_plan_status(self.namespace, incident.plan, status)
+            metrics.plan_entered(plan["spec"]["action"], PlanPhase.PROPOSED.value)
         self._peaks[incident.plan] = plan_shifts({"status": status})
         anomalous = [
             a["metric"]
@@ -623,15 +686,17 @@ class PolicyEvaluator:
                 now,
                 None,
             )
-            await self.runtime.kube.patch_plan_status(
-                self.namespace,
-                name,
-                {
-                    "phase": PlanPhase.SUPERSEDED.value,
-                    "resolvedAt": rfc3339(now),
-                    "conditions": condition,
-                },
-            )
+            with logs.bind(plan=name):
+                await self.runtime.kube.patch_plan_status(
+                    self.namespace,
+                    name,
+                    {
+                        "phase": PlanPhase.SUPERSEDED.value,
+                        "resolvedAt": rfc3339(now),
+                        "conditions": condition,
+                    },
+                )
+            metrics.plan_entered(plan["spec"]["action"], PlanPhase.SUPERSEDED.value)
             notes.append(Note("PlanSuperseded", f"{name} superseded by {incident.plan}"))
         self._swept.add(incident.id)
         return notes
@@ -653,15 +718,17 @@ class PolicyEvaluator:
                 now,
                 None,
             )
-            await self.runtime.kube.patch_plan_status(
-                self.namespace,
-                name,
-                {
-                    "phase": PlanPhase.RESOLVED.value,
-                    "resolvedAt": rfc3339(now),
-                    "conditions": conditions,
-                },
-            )
+            with logs.bind(plan=name):
+                await self.runtime.kube.patch_plan_status(
+                    self.namespace,
+                    name,
+                    {
+                        "phase": PlanPhase.RESOLVED.value,
+                        "resolvedAt": rfc3339(now),
+                        "conditions": conditions,
+                    },
+                )
+            metrics.plan_entered(plan["spec"]["action"], PlanPhase.RESOLVED.value)
             self._plans.pop(name, None)
             self._peaks.pop(name, None)
             notes.append(Note("PlanResolved", f"{name}: metrics recovered"))
