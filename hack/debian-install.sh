@@ -2,8 +2,8 @@
 # Installs from Debian's packages what ajan runs against and is checked with: Prometheus (server and
 # promtool) and Redis (server and redis-cli), for the demo and the tests against real servers;
 # Chromium, which renders `ajan report` pages headless in the tests; Lua 5.1, which runs the Argo CD
-# health check in manifests/ (Argo CD's gopher-lua speaks 5.1). Idempotent: does nothing when every
-# binary is already on PATH.
+# health check in manifests/ (Argo CD's gopher-lua speaks 5.1); ShellCheck, which checks the scripts
+# in hack/ in tests. Idempotent: does nothing when every binary is already on PATH.
 #
 # The package's maintainer scripts would start the service; in a container without systemd (and in
 # CI) that must not happen, so a temporary policy-rc.d forbids every service start (exit 101 is
@@ -12,8 +12,8 @@ set -euo pipefail
 
 log() { echo "debian-install: $*" >&2; }
 
-binaries=(prometheus promtool redis-server redis-cli chromium lua5.1)
-packages=(prometheus redis-server chromium lua5.1)
+binaries=(prometheus promtool redis-server redis-cli chromium lua5.1 shellcheck)
+packages=(prometheus redis-server chromium lua5.1 shellcheck)
 missing=0
 for binary in "${binaries[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing=1
@@ -58,4 +58,5 @@ redis-server --version >&2
 redis-cli --version >/dev/null
 chromium --version >&2
 lua5.1 -v >&2
+shellcheck --version >/dev/null
 log "ok"

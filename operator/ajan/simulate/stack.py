@@ -219,7 +219,9 @@ def hack_script(name: str) -> Path:
 
 
 #: What ``hack/debian-install.sh`` puts on PATH.
-DEBIAN_BINARIES: Final = ("prometheus", "promtool", "redis-server", "redis-cli", "chromium", "lua5.1")
+DEBIAN_BINARIES: Final = (
+    "prometheus", "promtool", "redis-server", "redis-cli", "chromium", "lua5.1", "shellcheck",
+)  # fmt: skip
 
 
 def install_servers(*, always: bool = False) -> None:
