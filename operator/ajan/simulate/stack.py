@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -873,9 +873,16 @@ class OperatorProcess:
     """
 
     def __init__(
-        self, kubeconfig: Path, namespace: str | None, prometheus_url: str, workdir: Path, *extra: str
+        self,
+        kubeconfig: Path,
+        namespace: str | None,
+        prometheus_url: str,
+        workdir: Path,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.env = dict(env or {})
         self.namespace = namespace
         self.prometheus_url = prometheus_url
         self.log_path = workdir / "ajan.log"
@@ -896,7 +903,7 @@ class OperatorProcess:
             "--liveness", f"http://127.0.0.1:{port}/healthz",
             *self.extra,
         ]  # fmt: skip
-        env = _python_env(KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        env = _python_env(KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1", **self.env)
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts + 1}: {' '.join(cmd)}\n".encode())
             log.flush()
