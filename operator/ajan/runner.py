@@ -239,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         feedback_jwks_url=args.feedback_jwks_url,
         max_actions_per_hour=args.max_actions_per_hour,
         metrics_listen=args.metrics_listen,
+        namespaced=bool(namespaces),
     )
     # Logging first: what follows (the tracer's own line included) is in the chosen format.
     logs.configure(args.log_format, verbose=args.verbose)

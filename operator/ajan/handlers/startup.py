@@ -72,6 +72,11 @@ async def configure(
     # over; kopf renews it 5-10 s before it lapses. Keep-alives are not worth a log line each.
     settings.peering.lifetime = PEERING_LIFETIME_S
     settings.peering.stealth = True
+    # Watching named namespaces, ajan is bound with RoleBindings there: listing CRDs and namespaces
+    # (cluster-scoped) is forbidden, and kopf would retry it for a minute at every start. The named
+    # namespaces and ajan's CRDs are then taken as they are at start, as kopf does after a refusal.
+    # Cluster-wide, kopf watches CRDs (the ClusterRole grants it) and notices a reinstalled one.
+    settings.scanning.disabled = operator_config.namespaced
     # Events are how a user of kubectl describe sees what ajan did; info and above.
     settings.posting.level = logging.INFO
     slots = operator_config.concurrency

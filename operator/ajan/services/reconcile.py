@@ -102,6 +102,8 @@ class OperatorConfig:
     max_actions_per_hour: int = 20
     #: Where /metrics and /readyz alone are served; None: not started.
     metrics_listen: tuple[str, int] | None = None
+    #: Watching named namespaces (--namespace) rather than the whole cluster.
+    namespaced: bool = False
 
 
 @dataclass(frozen=True)
