@@ -12,6 +12,7 @@ plans deterministically, so after a crash "create again" is how it finds the pla
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -27,6 +28,19 @@ PLANS: Final = "remediationplans"
 POLICIES: Final = "correlationpolicies"
 
 T = TypeVar("T")
+
+
+async def call_in(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a thread of ``pool``, awaited, in a copy of the caller's context.
+
+    The copy is why: the Kubernetes client's own log lines in that thread then name the namespace,
+    policy and plan, and join the caller's trace, like the lines of the event loop do.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(pool, partial(context.run, fn, *args, **kwargs))
+
+
 Object = dict[str, Any]
 
 
@@ -47,8 +61,7 @@ class KubeStore:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ajan-kube")
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        return await call_in(self._pool, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Stop the thread pool (in-flight calls finish) and close the client's connections."""

@@ -53,7 +53,6 @@ the official client's raw API (it sends merge patches only), in a thread pool of
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import math
@@ -64,12 +63,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Final, Literal, TypeVar
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from ajan.clients.kubernetes import call_in
 from ajan.models import GROUP
 
 FIELD_MANAGER: Final = "ajan"
@@ -483,8 +482,7 @@ class RolloutClient:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ajan-rollouts")
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        return await call_in(self._pool, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Stop the thread pool (in-flight calls finish); the ApiClient stays the caller's."""
