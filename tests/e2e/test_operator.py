@@ -132,7 +132,10 @@ def test_escalation_supersedes_and_recovery_resolves(setup: Setup) -> None:
     }
     cluster.apply(policy("lifecycle", remediation=ladder))
     wait_for(ready(cluster, "lifecycle"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
-    stack.post_fault(kind="latency_creep", rate=0.02, duration_s=600)
+    # A slow creep (+0.5 %/s): the confidence climbs through the annotate rung over several
+    # evaluations. At 2 %/s it could jump from below 0.3 to above 0.999 between two evaluations on
+    # a loaded machine, and the first plan was then already the abort.
+    stack.post_fault(kind="latency_creep", rate=0.005, duration_s=600)
     first = wait_for(plans_of(cluster, 1), timeout=EVALUATIONS_TIMEOUT_S, what="a first plan", interval=1.0)
     assert first[0]["spec"]["action"] == "annotate", first[0]["spec"]
     stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
