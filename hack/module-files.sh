@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prints the absolute paths of files inside a Go module at a pinned version, from the normal module
 # cache: `go mod download` fetches the module through the Go module proxy (checked against the
-# checksum database) once, and later calls find it in the cache. Like hack/rollouts-crd.sh, for the
-# third-party CRDs the manifests are checked against: the Prometheus Operator's ServiceMonitor and
+# checksum database) once, and later calls find it in the cache. For the third-party CRDs the tests
+# install: Argo Rollouts' Rollout (hack/rollouts-crd.sh), the Prometheus Operator's ServiceMonitor and
 # PrometheusRule, Argo CD's Application (tests/kube/test_manifests.py pins the versions).
 #
 # Usage: hack/module-files.sh MODULE@VERSION PATH [PATH...]

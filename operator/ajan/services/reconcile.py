@@ -688,20 +688,23 @@ class PolicyEvaluator:
                 now,
                 None,
             )
-            with logs.bind(plan=name):
-                await self.runtime.kube.patch_plan_status(
-                    self.namespace,
-                    name,
-                    {
-                        "phase": PlanPhase.SUPERSEDED.value,
-                        "resolvedAt": rfc3339(now),
-                        "conditions": condition,
-                    },
-                )
-            metrics.plan_entered(plan["spec"]["action"], PlanPhase.SUPERSEDED.value)
+            await self._settle_plan(plan, PlanPhase.SUPERSEDED, condition, now)
             notes.append(Note("PlanSuperseded", f"{name} superseded by {incident.plan}"))
         self._swept.add(incident.id)
         return notes
+
+    async def _settle_plan(
+        self, plan: Mapping[str, Any], phase: PlanPhase, conditions: list[dict[str, Any]], now: datetime
+    ) -> None:
+        """Write a plan's last phase (Superseded or Resolved) and when, and count the transition."""
+        name = plan["metadata"]["name"]
+        with logs.bind(plan=name):
+            await self.runtime.kube.patch_plan_status(
+                self.namespace,
+                name,
+                {"phase": phase.value, "resolvedAt": rfc3339(now), "conditions": conditions},
+            )
+        metrics.plan_entered(plan["spec"]["action"], phase.value)
 
     async def _resolve(self, incident: Incident, now: datetime, evaluations: int) -> list[Note]:
         """The metrics recovered: resolve every plan of the incident that is not settled otherwise."""
@@ -720,17 +723,7 @@ class PolicyEvaluator:
                 now,
                 None,
             )
-            with logs.bind(plan=name):
-                await self.runtime.kube.patch_plan_status(
-                    self.namespace,
-                    name,
-                    {
-                        "phase": PlanPhase.RESOLVED.value,
-                        "resolvedAt": rfc3339(now),
-                        "conditions": conditions,
-                    },
-                )
-            metrics.plan_entered(plan["spec"]["action"], PlanPhase.RESOLVED.value)
+            await self._settle_plan(plan, PlanPhase.RESOLVED, conditions, now)
             self._plans.pop(name, None)
             self._peaks.pop(name, None)
             notes.append(Note("PlanResolved", f"{name}: metrics recovered"))
