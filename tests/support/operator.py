@@ -8,6 +8,7 @@ directory and printed when a test fails.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +27,7 @@ VERSION: Final = "v1alpha1"
 
 @pytest.fixture
 def ajan_operator(
-    kube: Kube, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+    kube: Kube, admin_api: client.ApiClient, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Factory: ``ajan_operator(prometheus_url, *extra_flags, kubeconfig=admin)`` runs ``ajan run`` on the
     test namespace, as the admin or (``kube.restricted_kubeconfig``) as the restricted identity."""
@@ -46,6 +47,39 @@ def ajan_operator(
         process.stop()
         if failed is not None and failed.failed:
             print(f"\n--- ajan log ({process.log_path}) ---\n{process.log()[-20000:]}")
+    if started and failed is not None and failed.failed:
+        # What the operator decided, in the order it decided it: a log line says a plan changed,
+        # only the plan says why.
+        plans = Cluster(admin_api, namespace).plans()
+        for plan in sorted(plans, key=lambda p: str(p["metadata"]["creationTimestamp"])):
+            print(f"\n--- plan {plan['metadata']['name']} ---\n{_plan_summary(plan)}")
+        listed = client.CoreV1Api(admin_api).list_namespaced_event(namespace).items
+        print("\n--- events ---")
+        for event in sorted(listed, key=lambda e: str(e.last_timestamp or e.event_time or "")):
+            print(f"{event.last_timestamp or event.event_time} {event.involved_object.name} "
+                  f"{event.reason}: {event.message}")  # fmt: skip
+
+
+def _plan_summary(plan: dict[str, Any]) -> str:
+    spec, status = plan.get("spec") or {}, plan.get("status") or {}
+    evidence = spec.get("evidence") or {}
+    keep = {
+        "created": plan["metadata"]["creationTimestamp"],
+        "action": spec.get("action"),
+        "confidence": spec.get("confidence"),
+        "feedback": spec.get("feedback"),
+        "evidenceFeedback": evidence.get("feedback"),
+        "anomalies": _anomalies(evidence),
+        "phase": status.get("phase"),
+        "peakShifts": status.get("peakShifts"),
+        "latestAnomalies": _anomalies(status.get("latestEvidence") or {}),
+    }
+    return json.dumps(keep, indent=1, default=str)
+
+
+def _anomalies(evidence: dict[str, Any]) -> list[tuple[Any, ...]]:
+    keys = ("metric", "value", "baseline", "zScore")
+    return [tuple(a.get(k) for k in keys) for a in evidence.get("anomalies", [])]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
