@@ -356,6 +356,16 @@ class PolicyEvaluator:
                 spec.remediation.recovery_evaluations,
                 now,
             )
+            if log.isEnabledFor(logging.DEBUG):
+                # What a person debugging a surprising plan needs: which metrics, how far, what feedback did.
+                log.debug(
+                    "decided %s at confidence %.3f: anomalous %s%s",
+                    decision.outcome.value,
+                    assessment.confidence,
+                    ", ".join(f"{a.metric} (z {a.z_score:+.1f}, {a.value:.4g} vs {a.baseline:.4g})"
+                              for a in assessment.evidence.anomalies) or "none",
+                    f"; feedback: {assessment.evidence.feedback}" if assessment.evidence.feedback else "",
+                )  # fmt: skip
             decision, carried = await self._carry_out(body, spec, decision, assessment, now)
             notes += carried
             span.set_attribute("outcome", decision.outcome.value)
