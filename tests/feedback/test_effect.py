@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from ajan.clients.feedback_store import FeedbackHistory, FeedbackRecord
-from ajan.models import Verdict
+from ajan.models import Action, Verdict
 from ajan.services import feedback
-from ajan.services.feedback import ESCALATION_FACTOR, apply_feedback, signature
+from ajan.services.assessment import Assessment, assess
+from ajan.services.feedback import (
+    DECISIVE_SCORE,
+    ESCALATION_FACTOR,
+    apply_feedback,
+    decisive_metrics,
+    refine,
+    signature,
+)
+from support.windows import healthy, spec, window
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
 FP, TP = Verdict.FALSE_POSITIVE, Verdict.TRUE_POSITIVE
@@ -82,3 +92,63 @@ def test_confirmations_raise_the_odds() -> None:
 def test_certainty_still_moves() -> None:
     alarm = {"latency": 0.2}
     assert apply_feedback(1.0, alarm, relevant(alarm, verdict(FP, latency=0.2))).confidence < 1.0
+
+
+def test_a_marginal_anomaly_beside_a_rejected_pattern_is_not_news() -> None:
+    """A flaky metric just past the threshold rides along with the rejected pattern: still capped. The
+    same metric decisively anomalous is news."""
+    alarm = {"errors": 0.3, "latency": 0.05}
+    rejected = verdict(FP, errors=0.3)
+    marginal = feedback.relevant(FeedbackHistory((rejected,)), signature(alarm), decisive={"errors"})
+    effect = apply_feedback(0.9, alarm, marginal, decisive={"errors"})
+    assert effect.capped
+    assert effect.reason is not None and "marginal anomalies not counted as news: latency" in effect.reason
+    news = feedback.relevant(FeedbackHistory((rejected,)), signature(alarm), decisive={"errors", "latency"})
+    assert news.records == ()
+
+
+def test_a_marginal_metric_moving_further_does_not_make_the_alarm_stronger() -> None:
+    alarm = {"errors": 0.3, "latency": 0.05}
+    history = relevant(alarm, verdict(FP, errors=0.3, latency=0.02))
+    assert apply_feedback(0.9, alarm, history, decisive={"errors"}).capped
+    assert not apply_feedback(0.9, alarm, history, decisive={"errors", "latency"}).capped
+
+
+def test_a_marginal_alarm_on_metrics_a_rejection_never_involved_is_judged_afresh() -> None:
+    alarm = {"latency": 0.05}
+    assert (
+        feedback.relevant(
+            FeedbackHistory((verdict(FP, errors=0.3),)), signature(alarm), decisive=set()
+        ).records
+        == ()
+    )
+    # An alarm with no anomalous metric (a prediction from correlations) is judged by the verdicts.
+    assert feedback.relevant(
+        FeedbackHistory((verdict(FP, errors=0.3),)), signature({}), decisive=set()
+    ).records
+
+
+def test_refine_counts_only_decisive_anomalies_as_news() -> None:
+    """Through a real assessment: the error-rate burst a person rejected, now with the latency just
+    past the threshold beside it, is capped; the latency decisively anomalous makes it news."""
+    v = healthy()
+    v[-10:, 1] *= 20.0  # the error ratio jumps twentyfold: decisive
+    assessed = assess(spec(), window(v))
+    assert decisive_metrics(assessed) == {"errors"}
+    errors = assessed.evidence.anomalies[0]
+    assert errors.metric == "errors"
+
+    def with_latency(score: float) -> Assessment:
+        latency = errors.model_copy(update={"metric": "latency", "value": 0.12, "baseline": 0.1})
+        evidence = assessed.evidence.model_copy(update={"anomalies": [errors, latency]})
+        return dataclasses.replace(
+            assessed, evidence=evidence, metric_scores={**assessed.metric_scores, "latency": score}
+        )
+
+    shifts = {errors.metric: abs(errors.value - errors.baseline)}
+    history = FeedbackHistory((verdict(FP, **shifts),))
+    ladder = spec().remediation.ladder
+    _, capped = refine(with_latency(0.6), ladder, history)
+    assert all(step.action is Action.ANNOTATE for step in capped)
+    refined, afresh = refine(with_latency(DECISIVE_SCORE), ladder, history)
+    assert afresh == list(ladder) and refined.evidence.feedback is None

@@ -7,18 +7,21 @@ incident that also moves the SLO metric has another.
 
 How feedback changes a decision, for the same policy and signature over the feedback TTL:
 
-* The verdicts that count (`relevant`): rejected alarms that involved every metric
-  of this one (a recurring pattern does not push the same metrics past the threshold every time,
-  but a metric the rejected alarm never involved is news), and confirmed incidents whose metrics
-  are all in this one.
+* The verdicts that count (`relevant`): rejected alarms that share a metric with this one and
+  involved every metric *decisively* anomalous in it (a recurring pattern does not push the same
+  metrics past the threshold every time, but a metric the rejected alarm never involved, anomalous
+  well past the threshold, is news), and confirmed incidents whose metrics are all in this one.
+* Decisive (:data:`DECISIVE_SCORE`): a marginal anomaly beside a rejected pattern (a flaky p99 that
+  crossed a histogram bucket boundary) is noise riding along, not news; a metric that is news takes
+  an anomaly about twice as far past normal as the threshold.
 * The confidence's odds are multiplied by ``(true positives + 1) / (false positives + 1)``,
   counting the confirmed incidents this alarm is as strong as and the rejected alarms it is no
   stronger than: a Laplace-smoothed likelihood ratio of the people's verdicts. One false alarm
   halves the odds; an alarm stronger than every rejected one is not discounted.
-* An alarm that moves no metric more than :data:`ESCALATION_FACTOR` times as far from its baseline
-  as a rejected one did is capped at the ladder's annotate rung (recorded and annotated, but no
-  pause or abort), unless a confirmed incident was about as weak (`as_strong`). Distances in the
-  metrics' units, not z-scores: a calibrated z saturates.
+* An alarm that moves no decisively anomalous metric more than :data:`ESCALATION_FACTOR` times as
+  far from its baseline as a rejected one did is capped at the ladder's annotate rung (recorded
+  and annotated, but no pause or abort), unless a confirmed incident was about as weak
+  (`as_strong`). Distances in the metrics' units, not z-scores: a calibrated z saturates.
 * Never a missed confirmed incident: a confirmed incident of the same strength lifts the cap, a new
   metric in the alarm (say the error rate joins in) is judged afresh, and so is the same pattern
   grown clearly stronger than anything a person called benign.
@@ -27,7 +30,7 @@ How feedback changes a decision, for the same policy and signature over the feed
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -42,6 +45,10 @@ from ajan.services.incident import ACTION_RANK
 #: An alarm that moves a metric this many times as far from its baseline as a rejected one did is
 #: judged afresh; a confirmed incident vouches for alarms at least 1/this as strong.
 ESCALATION_FACTOR: Final = 1.5
+#: The anomaly score (policy's zHalf scale) at which a metric's anomaly is decisive, enough on its
+#: own to make an alarm unlike a rejected one: |z| about 1.8 zHalf (a 2.5x latency at medium), where
+#: the default threshold (0.5) lists every metric past zHalf.
+DECISIVE_SCORE: Final = 0.9
 ODDS_EPSILON: Final = 1e-6
 #: The signature of an alarm with no anomalous metric (a prediction from correlations alone).
 NO_ANOMALY: Final = "-"
@@ -62,20 +69,24 @@ def signature_metrics(sig: str) -> frozenset[str]:
     return frozenset(name for name in sig.split("+") if name and name != NO_ANOMALY)
 
 
-def relevant(history: FeedbackHistory, sig: str) -> FeedbackHistory:
+def relevant(history: FeedbackHistory, sig: str, decisive: Collection[str] | None = None) -> FeedbackHistory:
     """The verdicts that bear on an alarm of signature ``sig``.
 
-    A rejected alarm bears on it if it involved every metric of this one: a recurring pattern does
+    A rejected alarm bears on it if it involved every metric of this one that is ``decisive``ly
+    anomalous (default: every metric), and at least one of its metrics: a recurring pattern does
     not push the same metrics past the threshold every time, so an alarm on part of a rejected
-    pattern is that pattern, while a metric the rejected alarm did not involve is news. A confirmed
-    incident bears on it if this alarm involves every metric the incident did.
+    pattern is that pattern, while a metric the rejected alarm did not involve is news if it is
+    decisive (a marginal one is noise riding along). A confirmed incident bears on it if this alarm
+    involves every metric the incident did.
     """
     metrics = signature_metrics(sig)
+    strong = metrics if decisive is None else metrics & frozenset(decisive)
 
     def bears(record: FeedbackRecord) -> bool:
         judged = signature_metrics(record.signature)
         if record.verdict is Verdict.FALSE_POSITIVE:
-            return metrics <= judged
+            # No metric at all (a prediction from correlations alone) is judged by the verdicts.
+            return strong <= judged and (not metrics or bool(metrics & judged))
         return bool(judged) and judged <= metrics
 
     return FeedbackHistory(tuple(r for r in history.records if bears(r)))
@@ -202,8 +213,9 @@ def refine(
     The operator and the replay (:mod:`ajan.evaluation.feedback_replay`) both decide through this.
     """
     steps = list(ladder)
-    history = relevant(history, assessment_signature(assessment))
-    effect = apply_feedback(assessment.confidence, assessment_shifts(assessment), history)
+    decisive = decisive_metrics(assessment)
+    history = relevant(history, assessment_signature(assessment), decisive)
+    effect = apply_feedback(assessment.confidence, assessment_shifts(assessment), history, decisive)
     if effect.reason is None:
         return assessment, steps
     if effect.capped:
@@ -222,6 +234,15 @@ def refine(
     return refined, steps
 
 
+def decisive_metrics(assessment: Assessment) -> frozenset[str]:
+    """The anomalous metrics of an assessment whose score reaches :data:`DECISIVE_SCORE`."""
+    return frozenset(
+        a.metric
+        for a in assessment.evidence.anomalies
+        if assessment.metric_scores.get(a.metric, 0.0) >= DECISIVE_SCORE
+    )
+
+
 def assessment_signature(assessment: Assessment) -> str:
     """The signature of what an assessment found anomalous."""
     return signature(a.metric for a in assessment.evidence.anomalies)
@@ -238,11 +259,17 @@ def as_strong(alarm: Mapping[str, float], than: Mapping[str, float]) -> bool:
     return all(m in alarm and alarm[m] * ESCALATION_FACTOR >= shift for m, shift in than.items())
 
 
-def apply_feedback(confidence: float, alarm: Mapping[str, float], history: FeedbackHistory) -> FeedbackEffect:
+def apply_feedback(
+    confidence: float,
+    alarm: Mapping[str, float],
+    history: FeedbackHistory,
+    decisive: Collection[str] | None = None,
+) -> FeedbackEffect:
     """Adjust one decision by the verdicts that bear on it (see the module docstring).
 
     ``alarm``: this alarm's distance from the baseline per anomalous metric (`assessment_shifts`);
-    ``history``: only the verdicts that bear on it (`relevant`).
+    ``history``: only the verdicts that bear on it (`relevant`); ``decisive``: the metrics whose
+    growth can make the alarm stronger than a rejected one (default: all of ``alarm``'s).
 
     Examples
     --------
@@ -252,7 +279,9 @@ def apply_feedback(confidence: float, alarm: Mapping[str, float], history: Feedb
     # Only verdicts on alarms like this one count: a rejected alarm this one is no stronger than,
     # a confirmed incident this one is as strong as.
     tp = sum(as_strong(alarm, r.shifts) for r in history.records if r.verdict is Verdict.TRUE_POSITIVE)
-    fp = sum(no_stronger(alarm, r.shifts) for r in history.records if r.verdict is Verdict.FALSE_POSITIVE)
+    # A marginal metric that moved further than in the rejected alarm is still marginal.
+    strong = alarm if decisive is None else {m: s for m, s in alarm.items() if m in decisive}
+    fp = sum(no_stronger(strong, r.shifts) for r in history.records if r.verdict is Verdict.FALSE_POSITIVE)
     if not history.records:
         return FeedbackEffect(confidence, capped=False, reason=None)
     ratio = (tp + 1) / (fp + 1)
@@ -263,9 +292,11 @@ def apply_feedback(confidence: float, alarm: Mapping[str, float], history: Feedb
     like_rejected, like_confirmed = fp > 0, tp > 0
     capped = like_rejected and not like_confirmed
     if capped:
+        marginal = sorted(set(alarm) - set(strong))
         reason = (
             f"like {fp} alarm(s) operators called false positive, no stronger, and like no confirmed "
             f"incident: annotating only (confidence odds x{ratio:.2g})"
+            + (f"; marginal anomalies not counted as news: {', '.join(marginal)}" if marginal else "")
         )
     elif like_confirmed:
         reason = f"like a confirmed incident ({tp} confirmed, {fp} rejected): confidence odds x{ratio:.2g}"
