@@ -23,8 +23,8 @@ How feedback changes a decision, for the same policy and signature over the feed
   and annotated, but no pause or abort), unless a confirmed incident was about as weak
   (`as_strong`). Distances in the metrics' units, not z-scores: a calibrated z saturates.
 * Never a missed confirmed incident: a confirmed incident of the same strength lifts the cap, a new
-  metric in the alarm (say the error rate joins in) is judged afresh, and so is the same pattern
-  grown clearly stronger than anything a person called benign.
+  metric decisively anomalous in the alarm (say the error rate joins in) is judged afresh, and so
+  is the same pattern grown clearly stronger than anything a person called benign.
 """
 
 from __future__ import annotations
