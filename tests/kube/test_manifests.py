@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +32,8 @@ from ajan.simulate.stack import (
     PACKAGE_PARENT,
     REDIS_CONFIG,
     StackError,
+    debian_binary,
     hack_script,
-    install_servers,
     server_side_apply,
     wait_served,
 )
@@ -414,9 +413,7 @@ def test_kind_up_script_is_valid_bash() -> None:
     parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert parsed.returncode == 0, parsed.stderr
     scripts = [str(hack_script(n)) for n in ("kind-up.sh", "kustomize.sh", "module-files.sh")]
-    install_servers()  # Debian's shellcheck among them (hack/debian-install.sh)
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck is not None, "shellcheck is not on PATH (apt-get install shellcheck)"
+    shellcheck = debian_binary("shellcheck")  # Debian's, from hack/debian-install.sh
     checked = subprocess.run([shellcheck, *scripts], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout
     text = script.read_text()

@@ -5,7 +5,6 @@ Lua table in the global ``obj``, the script's returned table read for ``status``
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Final
@@ -27,10 +26,7 @@ ARGO_HEALTH: Final = {"Healthy", "Progressing", "Degraded", "Suspended", "Missin
 @pytest.fixture(scope="module")
 def lua() -> str:
     """Debian's ``lua5.1`` (``hack/debian-install.sh`` installs it when missing)."""
-    stack.install_servers()
-    found = shutil.which("lua5.1")
-    assert found is not None, "lua5.1 is not on PATH after hack/debian-install.sh"
-    return found
+    return stack.debian_binary("lua5.1")
 
 
 def lua_literal(value: Any) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any, Final
 
 import pytest
@@ -64,10 +65,7 @@ DASHBOARD_METRICS: Final = {
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """Debian's ``promtool`` (``hack/debian-install.sh`` installs it when missing)."""
-    stack.install_servers()
-    found = shutil.which("promtool")
-    assert found is not None, "promtool is not on PATH after hack/debian-install.sh"
-    return found
+    return stack.debian_binary("promtool")
 
 
 def write_rules(directory: Path, groups: dict[str, Any]) -> Path:
@@ -87,17 +85,22 @@ def test_promtool_accepts_the_rules(promtool: str, tmp_path: Path) -> None:
     assert f"SUCCESS: {len(rules())} rules found" in done.stdout
 
 
-def test_alert_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
-    write_rules(tmp_path, rule_groups())
-    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
-    done = subprocess.run(
+def run_unit_tests(promtool: str, directory: Path, groups: dict[str, Any]) -> CompletedProcess[str]:
+    """``promtool test rules`` of the shipped alert unit tests against ``groups``."""
+    write_rules(directory, groups)
+    shutil.copy(UNIT_TESTS, directory / UNIT_TESTS.name)
+    return subprocess.run(
         [promtool, "test", "rules", UNIT_TESTS.name],
-        cwd=tmp_path,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_alert_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
+    done = run_unit_tests(promtool, tmp_path, rule_groups())
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -123,15 +126,7 @@ def test_the_unit_tests_can_fail(promtool: str, tmp_path: Path) -> None:
         for rule in group["rules"]:
             if rule.get("alert") == "AjanActionTaken":
                 rule["expr"] = rule["expr"].replace('action!~"annotate|none"', 'action!~"none"')
-    write_rules(tmp_path, groups)
-    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
-    done = subprocess.run(
-        [promtool, "test", "rules", UNIT_TESTS.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_unit_tests(promtool, tmp_path, groups)
     assert done.returncode != 0
     assert "AjanActionTaken ignores annotations" in done.stdout + done.stderr
 

@@ -9,7 +9,6 @@ check is known to be able to fail.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Final
@@ -32,11 +31,7 @@ CELL_PIXELS: Final = 74 * 42 // 2
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """Debian's chromium, installed by hack/debian-install.sh when missing."""
-    if shutil.which("chromium") is None:
-        stack.install_servers()
-    binary = shutil.which("chromium")
-    assert binary is not None, "hack/debian-install.sh did not install chromium"
-    return binary
+    return stack.debian_binary("chromium")
 
 
 def screenshot(chromium: str, page: Path, png: Path, profile: Path) -> Image.Image:

@@ -341,7 +341,11 @@ class Executor:
                     "Approved", ConditionStatus.TRUE, "Approved", f"approved by {approval.get('by')}", now
                 ),
             )
-        return await self._execute(spec, plan, mode, history, now)
+        attributes = {"action": plan["spec"]["action"], "dry_run": mode is RemediationMode.DRY_RUN}
+        with tracing.span("ajan.act", plan=plan["metadata"]["name"], **attributes) as span:
+            notes = await self._execute(spec, plan, mode, history, now)
+            span.set_attribute("phase", str((plan.get("status") or {}).get("phase")))
+            return notes
 
     async def _await_approval(
         self, plan: Mapping[str, Any], spec: CorrelationPolicySpec, now: datetime
@@ -395,20 +399,6 @@ class Executor:
             plan["status"] = updated["status"]
 
     async def _execute(
-        self,
-        spec: CorrelationPolicySpec,
-        plan: Mapping[str, Any],
-        mode: RemediationMode,
-        history: list[Taken],
-        now: datetime,
-    ) -> list[ExecutionNote]:
-        attributes = {"action": plan["spec"]["action"], "dry_run": mode is RemediationMode.DRY_RUN}
-        with tracing.span("ajan.act", plan=plan["metadata"]["name"], **attributes) as span:
-            notes = await self._execute_plan(spec, plan, mode, history, now)
-            span.set_attribute("phase", str((plan.get("status") or {}).get("phase")))
-            return notes
-
-    async def _execute_plan(
         self,
         spec: CorrelationPolicySpec,
         plan: Mapping[str, Any],

@@ -366,7 +366,8 @@ class PolicyEvaluator:
                               for a in assessment.evidence.anomalies) or "none",
                     f"; feedback: {assessment.evidence.feedback}" if assessment.evidence.feedback else "",
                 )  # fmt: skip
-            decision, carried = await self._carry_out(body, spec, decision, assessment, now)
+            with logs.bind(plan=decision.incident.plan if decision.incident is not None else None):
+                decision, carried = await self._carry_out(body, spec, decision, assessment, now)
             notes += carried
             span.set_attribute("outcome", decision.outcome.value)
             span.set_attribute("confidence", assessment.confidence)
@@ -504,18 +505,6 @@ class PolicyEvaluator:
         return gitops_of(rollout) if rollout is not None else None
 
     async def _carry_out(
-        self,
-        body: Mapping[str, Any],
-        spec: CorrelationPolicySpec,
-        decision: Decision,
-        assessment: Assessment,
-        now: datetime,
-    ) -> tuple[Decision, list[Note]]:
-        plan = decision.incident.plan if decision.incident is not None else None
-        with logs.bind(plan=plan):
-            return await self._carry_out_plan(body, spec, decision, assessment, now)
-
-    async def _carry_out_plan(
         self,
         body: Mapping[str, Any],
         spec: CorrelationPolicySpec,

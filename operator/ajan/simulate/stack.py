@@ -225,7 +225,8 @@ DEBIAN_BINARIES: Final = (
 
 
 def install_servers(*, always: bool = False) -> None:
-    """Make sure Prometheus and Redis (Debian's packages) are installed.
+    """Make sure Debian's packages of `DEBIAN_BINARIES` (Prometheus, Redis and the test tools) are
+    installed.
 
     Runs ``hack/debian-install.sh`` (needs root) when a binary is missing, or ``always`` (the script
     itself is a no-op when everything is installed).
@@ -235,6 +236,15 @@ def install_servers(*, always: bool = False) -> None:
         done = subprocess.run(["bash", str(script)], timeout=900, check=False)
         if done.returncode != 0:
             raise StackError(f"hack/debian-install.sh failed (exit {done.returncode})")
+
+
+def debian_binary(name: str) -> str:
+    """The path of one of `DEBIAN_BINARIES`, installed by ``hack/debian-install.sh`` when missing."""
+    install_servers()
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is not on PATH after hack/debian-install.sh")
+    return found
 
 
 def install_prometheus(*, always: bool = False) -> str:
