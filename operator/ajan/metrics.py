@@ -96,7 +96,15 @@ BUILD_INFO: Final = Gauge("aiops_build_info", "ajan's version; always 1.", ["ver
 BUILD_INFO.labels(version=__version__).set(1)
 
 #: The bounded values of ``aiops_feedback_rejected_total{reason}``.
-REJECT_REASONS: Final = ("unauthenticated", "rate-limited", "invalid", "not-found", "unavailable", "error")
+REJECT_REASONS: Final = (
+    "unauthenticated",
+    "forbidden",
+    "rate-limited",
+    "invalid",
+    "not-found",
+    "unavailable",
+    "error",
+)
 
 # Every series of a bounded label set from the start: a rate() over a series that appears only at
 # its first increment misses that increment.

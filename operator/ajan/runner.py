@@ -15,7 +15,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final
 
-DEFAULT_LIVENESS: Final = "http://0.0.0.0:8080/healthz"
+#: Loopback: run on a laptop, ajan exposes nothing; the Deployment sets AJAN_LIVENESS for its probe.
+DEFAULT_LIVENESS: Final = "http://127.0.0.1:8080/healthz"
 _URL: Final = re.compile(r"^https?://\S+$")
 
 
@@ -147,6 +148,18 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="JWKS of an external identity provider (env AJAN_FEEDBACK_JWKS_URL; default: the "
         "cluster's service-account issuer, /openid/v1/jwks)",
     )
+    for flag, env, default, what in (
+        ("--feedback-username-claim", "AJAN_FEEDBACK_USERNAME_CLAIM", "sub", "the claim naming the user"),
+        ("--feedback-username-prefix", "AJAN_FEEDBACK_USERNAME_PREFIX", "", "prefixed to the user name"),
+        ("--feedback-groups-claim", "AJAN_FEEDBACK_GROUPS_CLAIM", "groups", "the claim listing the groups"),
+        ("--feedback-groups-prefix", "AJAN_FEEDBACK_GROUPS_PREFIX", "", "prefixed to each group"),
+    ):
+        run.add_argument(
+            flag,
+            default=_env(env, default),
+            help=f"with --feedback-jwks-url: {what}, as kube-apiserver's --oidc-{flag[11:]} "
+            f"(env {env}; default {default!r}); a verdict needs the right to patch the plan",
+        )
     run.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -237,6 +250,10 @@ def run(args: argparse.Namespace) -> int:
         feedback_audience=args.feedback_audience,
         feedback_issuer=args.feedback_issuer,
         feedback_jwks_url=args.feedback_jwks_url,
+        feedback_username_claim=args.feedback_username_claim,
+        feedback_username_prefix=args.feedback_username_prefix,
+        feedback_groups_claim=args.feedback_groups_claim,
+        feedback_groups_prefix=args.feedback_groups_prefix,
         max_actions_per_hour=args.max_actions_per_hour,
         metrics_listen=args.metrics_listen,
         namespaced=bool(namespaces),

@@ -27,13 +27,24 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from ajan.api import JwksSource, JwksVerifier, RateLimiter, feedback_submitter, make_app, serve
+from ajan.api import (
+    IdentityMapping,
+    JwksSource,
+    JwksVerifier,
+    RateLimiter,
+    SubjectAccessReviewer,
+    feedback_submitter,
+    make_app,
+    serve,
+)
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 
 AUDIENCE: Final = "ajan-feedback"
 ISSUER: Final = "https://idp.example.test"
 POLICY: Final = "p"
+#: The test's tokens come from an identity provider (its JWKS server), not from the cluster.
+IDENTITY_PROVIDER: Final = IdentityMapping(kubernetes_issuer=False)
 TTL_S: Final = 3600
 GROUP, VERSION, PLURAL = "aiops.ajan.dev", "v1alpha1", "remediationplans"
 
@@ -83,8 +94,16 @@ class SigningKey:
             )
         )
 
-    def token(self, claims: dict[str, Any] | None = None, *, kid: str | None = None, **overrides: Any) -> str:
-        payload = claims if claims is not None else standard_claims(**overrides)
+    def token(
+        self,
+        claims: dict[str, Any] | None = None,
+        *,
+        kid: str | None = None,
+        extra: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> str:
+        """A signed JWT: ``claims`` as given, or the standard ones with ``overrides``, plus ``extra``."""
+        payload = {**(claims if claims is not None else standard_claims(**overrides)), **(extra or {})}
         return jwt.encode(payload, self.private, algorithm=self.alg, headers={"kid": kid or self.kid})
 
 
@@ -163,8 +182,15 @@ async def running_api(
     clock: FakeClock | None = None,
     issuer: str | None = ISSUER,
     source: Callable[[str], JwksSource] = JwksSource.from_url,
+    identities: IdentityMapping = IDENTITY_PROVIDER,
+    authorizer_api: client.ApiClient | None = None,
 ) -> AsyncIterator[Api]:
-    """The API serving on a free loopback port, its JWKS server publishing ``keys``."""
+    """The API serving on a free loopback port, its JWKS server publishing ``keys``.
+
+    Callers are authorized by SubjectAccessReviews against the test's kube-apiserver (as the
+    operator's are): a verdict needs a RoleBinding that lets its user patch the plan (`grant`).
+    ``authorizer_api``: the client the reviews go through (default: one like ``api_client``).
+    """
     clock = clock or FakeClock()
     jwks = JwksServer(published=list(keys))
     await jwks.start()
@@ -172,11 +198,14 @@ async def running_api(
     kube = KubeStore(api_client, max_workers=2)
     verifier = JwksVerifier(source(jwks.url), audience=AUDIENCE, issuer=issuer, clock=clock)
     registry = CollectorRegistry()
+    authorizer = SubjectAccessReviewer(authorizer_api or client.ApiClient(api_client.configuration))
     app = make_app(
         submit=feedback_submitter(kube, store),
         verifier=verifier,
+        authorizer=authorizer,
         limiter=RateLimiter(rate_per_s=100.0, burst=100, clock=clock) if limiter is None else limiter,
         registry=registry,
+        identities=identities,
     )
     runner = await serve(app, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -189,6 +218,27 @@ async def running_api(
         await jwks.stop()
         await store.close()
         kube.close()
+        authorizer.close()
+
+
+def grant(
+    api: client.ApiClient, namespace: str, subject: dict[str, str], verbs: tuple[str, ...] = ("patch",)
+) -> None:
+    """A Role in ``namespace`` allowing ``verbs`` on remediationplans, bound to ``subject`` (an RBAC
+    subject: ``{"kind": "User", "name": ...}``, a Group, or a ServiceAccount with its namespace)."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    name = f"judge-{uuid.uuid4().hex[:8]}"
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": list(verbs)}],
+    })  # fmt: skip
+    if subject["kind"] != "ServiceAccount":
+        subject = {**subject, "apiGroup": "rbac.authorization.k8s.io"}
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [subject],
+    })  # fmt: skip
 
 
 def plan_body(name: str, policy: str = POLICY) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from ajan.api import RateLimiter
+from ajan.api import IdentityMapping, RateLimiter
 from ajan.models import Verdict
 from api.harness import (
     AUDIENCE,
@@ -25,6 +25,7 @@ from api.harness import (
     SigningKey,
     create_plan,
     get_plan,
+    grant,
     running_api,
     standard_claims,
     unsigned_token,
@@ -43,6 +44,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def api_client(kube: Kube) -> client.ApiClient:
     """An admin client of the API's own (`KubeStore.close` closes it)."""
     return kube.api_client()
+
+
+@pytest.fixture(autouse=True)
+def judges(admin_api: client.ApiClient, namespace: str) -> None:
+    """The users these tests post as may patch the namespace's plans (tests/api/test_authorization.py
+    is about who may not)."""
+    for user in ("alice@example.test", "alice", "bob"):
+        grant(admin_api, namespace, {"kind": "User", "name": user})
 
 
 def feedback(
@@ -454,6 +463,7 @@ def test_a_service_account_token_from_the_cluster_is_verified_against_its_own_jw
     create_plan(admin_api, namespace, "plan-1")
     core = client.CoreV1Api(admin_api)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "oncall-bot"}})
+    grant(admin_api, namespace, {"kind": "ServiceAccount", "name": "oncall-bot", "namespace": namespace})
 
     def request_token(audience: str) -> str:
         spec = {"spec": {"audiences": [audience], "expirationSeconds": 600}}
@@ -467,7 +477,12 @@ def test_a_service_account_token_from_the_cluster_is_verified_against_its_own_jw
 
     async def scenario() -> tuple[Any, Any, int]:
         async with running_api(
-            redis_server.url, api_client, [], issuer=KUBE_DEFAULT_ISSUER, source=kube_jwks
+            redis_server.url,
+            api_client,
+            [],
+            issuer=KUBE_DEFAULT_ISSUER,
+            source=kube_jwks,
+            identities=IdentityMapping(kubernetes_issuer=True),
         ) as api:
             accepted = await api.post(feedback(namespace), for_us)
             refused = await api.post(feedback(namespace), for_others)

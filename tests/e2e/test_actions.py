@@ -478,6 +478,20 @@ def _feedback_token(api: client.ApiClient, namespace: str) -> str:
     return str(token.status.token)
 
 
+def _let_judge(api: client.ApiClient, namespace: str, account: str) -> None:
+    """Bind the shipped ``ajan-plan-judge`` ClusterRole (manifests/rbac-users.yaml) to a service
+    account in ``namespace``, as docs/feedback-api.md tells a team to."""
+    docs = yaml.safe_load_all((ROOT / "manifests" / "rbac-users.yaml").read_text())
+    (judge,) = [d for d in docs if d and d["metadata"]["name"] == "ajan-plan-judge"]
+    server_side_apply(api, "/apis/rbac.authorization.k8s.io/v1/clusterroles/ajan-plan-judge", judge)
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(namespace, {
+        "metadata": {"name": f"{account}-judges"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "ajan-plan-judge"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    })  # fmt: skip
+
+
 def test_a_rejected_pattern_is_only_annotated_next_time_while_a_new_incident_is_acted_on(
     env: Env, redis_server: RedisServer
 ) -> None:
@@ -531,13 +545,22 @@ def _feedback_story(env: Env, redis_server: RedisServer) -> None:
     env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=BURST_S)
     first = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the first pause", interval=1.0)
     token = _feedback_token(env.api, env.namespace)
-    answer = httpx.post(
-        f"http://127.0.0.1:{port}/v1/feedback",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"namespace": env.namespace, "plan": first["metadata"]["name"], "verdict": "false-positive",
-              "comment": "our load test"},
-        timeout=30,
-    )  # fmt: skip
+
+    def judge() -> httpx.Response:
+        return httpx.post(
+            f"http://127.0.0.1:{port}/v1/feedback",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"namespace": env.namespace, "plan": first["metadata"]["name"], "verdict": "false-positive",
+                  "comment": "our load test"},
+            timeout=30,
+        )  # fmt: skip
+
+    # A token alone is not the right to judge: the operator asks the API server (as its restricted
+    # identity), which says no until the bot is bound to ajan-plan-judge in this namespace.
+    refused = judge()
+    assert refused.status_code == 403, refused.text
+    _let_judge(env.api, env.namespace, "feedback-bot")
+    answer = judge()
     assert answer.status_code == 201, answer.text
     assert answer.json()["by"] == f"system:serviceaccount:{env.namespace}:feedback-bot"
     wait_for(plan_in(env.cluster, "Resolved"), timeout=TIMEOUT, what="the first incident over", interval=1.0)

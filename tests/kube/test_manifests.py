@@ -274,11 +274,13 @@ def test_deployment_ports_and_probes_match_the_contract() -> None:
     variables = env()
     assert port_of(variables["AJAN_FEEDBACK_LISTEN"]) == FEEDBACK_PORT
     assert port_of(variables["AJAN_METRICS_LISTEN"]) == METRICS_PORT
-    # Liveness is kopf's endpoint, which the Deployment leaves at ajan's default.
-    assert "AJAN_LIVENESS" not in variables
-    liveness_url = re.fullmatch(r"http://0\.0\.0\.0:(\d+)(/\S+)", DEFAULT_LIVENESS)
+    # Liveness is kopf's endpoint: loopback by default (a local run exposes nothing), so the
+    # Deployment opens it to the kubelet on the same port and path.
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\S+", DEFAULT_LIVENESS)
+    liveness_url = re.fullmatch(r"http://0\.0\.0\.0:(\d+)(/\S+)", variables["AJAN_LIVENESS"])
     assert liveness_url is not None
     assert (int(liveness_url[1]), liveness_url[2]) == (LIVENESS_PORT, "/healthz")
+    assert liveness_url[2] == DEFAULT_LIVENESS.rsplit(str(LIVENESS_PORT), 1)[1]
     live, ready = spec["livenessProbe"]["httpGet"], spec["readinessProbe"]["httpGet"]
     assert (ports[live["port"]], live["path"]) == (LIVENESS_PORT, "/healthz")
     assert (ports[ready["port"]], ready["path"]) == (METRICS_PORT, "/readyz")

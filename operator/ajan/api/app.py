@@ -4,13 +4,16 @@ Routes (see docs/feedback-api.md):
 
 * ``POST /v1/feedback``: ``{"namespace", "plan", "verdict", "comment"?}`` with a bearer JWT;
   201 with the stored record. Errors are ``{"error": code, "detail": text}``: 401 (token),
-  429 (rate limit, ``Retry-After``), 422 (body), 404 (no such plan), 503 (Redis down, ``Retry-After``).
+  429 (rate limit, ``Retry-After``), 422 (body), 403 (the caller may not patch that plan),
+  404 (no such plan), 503 (Redis or the API server's authorization down, ``Retry-After``).
 * ``GET /metrics``: Prometheus exposition of the registry given to `make_app`.
 * ``GET /healthz``: 200 while the server answers.
 
 A request is checked in the order that costs the least to refuse: token, rate limit (by the token's
-subject, so one noisy client cannot starve the others), body, then the plan and Redis. Every feedback
-attempt, whatever its outcome, writes one JSON line to the ``ajan.audit`` logger.
+user, so one noisy client cannot starve the others), body, authorization (a LocalSubjectAccessReview:
+may this user ``patch`` that plan? see `ajan.api.authz`), then the plan and Redis. Authorization
+comes before the plan is looked up, so a caller without the right cannot learn which plans exist.
+Every feedback attempt, whatever its outcome, writes one JSON line to the ``ajan.audit`` logger.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
 
 from ajan.api.auth import AuthError, KeysUnavailableError, TokenVerifier
+from ajan.api.authz import AuthorizationUnavailableError, Authorizer, ForbiddenError, IdentityMapping
 from ajan.api.ratelimit import RateLimiter, retry_after_header
 from ajan.clients.feedback_store import FeedbackRecord, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
@@ -162,10 +166,11 @@ def make_app(
     *,
     submit: Submit,
     verifier: TokenVerifier,
+    authorizer: Authorizer,
     limiter: RateLimiter,
     registry: CollectorRegistry,
+    identities: IdentityMapping,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    subject_claim: str = "sub",
     unavailable_retry_after_s: int = UNAVAILABLE_RETRY_AFTER_S,
 ) -> web.Application:
     """The feedback API as an aiohttp application (start it with `serve`).
@@ -176,15 +181,18 @@ def make_app(
         Records a verdict: `feedback_submitter` of the operator's KubeStore and FeedbackStore.
     verifier
         Checks bearer tokens (`ajan.api.auth.JwksVerifier`).
+    authorizer
+        Decides whether the caller may judge the plan (`ajan.api.authz.SubjectAccessReviewer`).
     limiter
-        Per-subject rate limit.
+        Per-user rate limit.
     registry
         Where the API's metrics are registered and what ``/metrics`` exposes.
+    identities
+        How a verified token's claims become the user and groups that are authorized, and that
+        are recorded as who gave the verdict (``by``): a service account for the cluster's own
+        tokens, or an identity provider's user and groups (`ajan.api.authz.IdentityMapping`).
     clock
         The time of a verdict (``at``) and of audit lines.
-    subject_claim
-        The claim that names who gave a verdict (``by``): ``sub`` (a service-account token's
-        ``system:serviceaccount:<ns>:<name>``), or e.g. ``email`` for an identity provider.
     """
     # Shared with the plan handler, which counts verdicts set with kubectl in the same series.
     metrics = feedback_metrics(registry)
@@ -203,19 +211,21 @@ def make_app(
 
     async def _handle(request: web.Request, attempt: _Attempt) -> web.Response:
         try:
-            claims = await verifier.verify(_bearer(request))
-            subject = claims.get(subject_claim)
-            if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
-                raise AuthError("missing-claim", f"the token has no usable {subject_claim!r} claim")
+            identity = identities.identity(await verifier.verify(_bearer(request)))
+            if not 0 < len(identity.user) <= MAX_SUBJECT_CHARS:
+                raise AuthError("missing-claim", f"the user name is longer than {MAX_SUBJECT_CHARS}")
         except AuthError as err:
             challenge = f'Bearer error="invalid_token", error_description="{err.reason}"'
             response = _error(401, "invalid_token", err.detail, {"WWW-Authenticate": challenge})
             return reject(attempt, "unauthenticated", response, f"{err.reason}: {err.detail}")
+        except ForbiddenError as err:
+            return reject(attempt, "forbidden", _error(403, "forbidden", err.detail), err.detail)
         except KeysUnavailableError as err:
             log.warning("cannot verify tokens: %s", err)
             headers = {"Retry-After": str(unavailable_retry_after_s)}
             response = _error(503, "unavailable", "the token issuer's keys cannot be fetched", headers)
             return reject(attempt, "unavailable", response, str(err))
+        subject = identity.user
         attempt.fields["subject"] = subject
 
         wait = limiter.acquire(subject)
@@ -238,6 +248,18 @@ def make_app(
             detail = _readable(err)
             return reject(attempt, "invalid", _error(422, "invalid_request", detail), detail)
         attempt.fields.update(namespace=body.namespace, plan=body.plan, verdict=body.verdict.value)
+
+        try:
+            await authorizer.check(identity, body.namespace, body.plan)
+        except ForbiddenError as err:
+            return reject(attempt, "forbidden", _error(403, "forbidden", err.detail), err.detail)
+        except AuthorizationUnavailableError as err:
+            log.warning("cannot authorize a verdict: %s", err)
+            headers = {"Retry-After": str(unavailable_retry_after_s)}
+            response = _error(
+                503, "unavailable", "the API server cannot say whether you may; nothing was stored", headers
+            )
+            return reject(attempt, "unavailable", response, str(err))
 
         try:
             record = await submit(

@@ -15,6 +15,7 @@ from kubernetes import client, config
 
 from ajan import __version__, logs, tracing
 from ajan.api import JwksSource, JwksVerifier, RateLimiter, feedback_submitter, make_app, serve
+from ajan.api.authz import IdentityMapping, SubjectAccessReviewer
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.rollouts import RolloutClient
@@ -158,15 +159,27 @@ async def _start_feedback_api(
         else JwksSource.from_kube_configuration(kube_api_client().configuration)
     )
     verifier = JwksVerifier(source, audience=config.feedback_audience, issuer=config.feedback_issuer)
+    identities = IdentityMapping(
+        kubernetes_issuer=not config.feedback_jwks_url,
+        username_claim=config.feedback_username_claim,
+        username_prefix=config.feedback_username_prefix,
+        groups_claim=config.feedback_groups_claim or None,
+        groups_prefix=config.feedback_groups_prefix,
+    )
+    # Who may judge a plan is the API server's to say: the right to patch it (ajan.api.authz).
+    authorizer = SubjectAccessReviewer(kube_api_client())
     app = make_app(
         submit=feedback_submitter(runtime.kube, store),
         verifier=verifier,
+        authorizer=authorizer,
         limiter=RateLimiter(),
         registry=prometheus_client.REGISTRY,
+        identities=identities,
     )
     host, port = config.feedback_listen
     memo.feedback_api = await serve(app, host, port)
     memo.feedback_verifier = verifier
+    memo.feedback_authorizer = authorizer
     logger.info("feedback API listening on %s:%d (audience %s)", host, port, config.feedback_audience)
 
 
@@ -179,6 +192,7 @@ async def close(*, memo: kopf.Memo, **_: Any) -> None:
             await runner.cleanup()
     if memo.get("feedback_api") is not None:
         await memo.feedback_verifier.aclose()
+        memo.feedback_authorizer.close()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.close()

@@ -98,6 +98,11 @@ class OperatorConfig:
     feedback_issuer: str | None = None
     #: An external identity provider's JWKS; None: the cluster's service-account issuer.
     feedback_jwks_url: str | None = None
+    #: How an identity provider's tokens map to a user and groups (as kube-apiserver's --oidc-*).
+    feedback_username_claim: str = "sub"
+    feedback_username_prefix: str = ""
+    feedback_groups_claim: str = "groups"
+    feedback_groups_prefix: str = ""
     #: Actions (annotations not counted) the whole operator takes per hour at most.
     max_actions_per_hour: int = 20
     #: Where /metrics and /readyz alone are served; None: not started.
