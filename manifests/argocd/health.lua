@@ -2,8 +2,9 @@
 -- (operator/ajan/models/plan.py, PlanPhase; docs/actions.md):
 --   no phase yet, Proposed, Approved, Executing    -> Progressing (the plan is under way; Proposed
 --                                                    in approve mode waits for a person)
---   Executed, Resolved, Superseded, Rejected       -> Healthy (settled: done, no longer needed,
---                                                    replaced by a newer plan, or declined)
+--   Executed, DryRun, Resolved, Superseded,        -> Healthy (settled: done, recorded (dry-run),
+--   Rejected                                          no longer needed, replaced by a newer plan,
+--                                                    or declined)
 --   Failed                                         -> Degraded (the action could not be applied)
 --   Expired                                        -> Degraded (no approval came in time: the
 --                                                    proposed action was never taken)
@@ -59,7 +60,10 @@ elseif phase == "Executing" then
   hs.message = message_of({"Executing"}, "Sending " .. action .. " to the Rollout")
 elseif phase == "Executed" then
   hs.status = "Healthy"
-  hs.message = message_of({"DryRun", "Executed"}, action .. " applied")
+  hs.message = message_of({"Executed"}, action .. " applied")
+elseif phase == "DryRun" then
+  hs.status = "Healthy"
+  hs.message = message_of({"DryRun"}, "Dry-run: " .. action .. " recorded, not sent")
 elseif phase == "Resolved" then
   hs.status = "Healthy"
   hs.message = message_of({"Resolved"}, "The anomaly ended")

@@ -229,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "output", None):
             with open(args.output, "w", newline="", encoding="utf-8") as out:
                 out.write(buffer.getvalue())
+            if args.command == "report":  # the page went to a file the user did not name: say where
+                print(f"wrote {os.path.abspath(args.output)}", file=sys.stderr)
         else:
             sys.stdout.write(buffer.getvalue())
             sys.stdout.flush()

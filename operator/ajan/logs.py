@@ -98,14 +98,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class RetryIsNotAnError(logging.Filter):
+    """kopf logs a request it is about to retry at ERROR ("Request attempt 1 failed; will retry"):
+    an API server still starting answers 429 for a moment, and a person reads two errors that were
+    not. A retry is a WARNING; the last attempt, which kopf gives up on ("escalating"), stays ERROR.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Lower a retry's level; let every record through."""
+        if record.levelno == logging.ERROR and "; will retry:" in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(log_format: str, *, verbose: bool = False) -> None:
     """Set up the root logger for ``log_format`` (`FORMATS`): kopf's own handler, with its formatter
-    (text, unchanged) or with `JsonFormatter` (json), so that kopf's lines and ajan's look alike."""
+    (text, unchanged) or with `JsonFormatter` (json), so that kopf's lines and ajan's look alike.
+    kopf's retries are logged as warnings (`RetryIsNotAnError`)."""
     import kopf
 
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {FORMATS}, got {log_format!r}")
     kopf.configure(verbose=verbose, log_prefix=log_format == "text")
+    # On the handlers: kopf logs a request's retries on whichever logger its caller passed.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RetryIsNotAnError())
     if log_format == "json":
         formatter = JsonFormatter()
         for handler in logging.getLogger().handlers:

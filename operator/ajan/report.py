@@ -207,7 +207,9 @@ def _chart(series: MetricSeries, timeline: Timeline, anomaly: Anomaly | None) ->
         ys += [anomaly.baseline, anomaly.value]
     y0, y1 = min(ys), max(ys)
     if y1 - y0 < 1e-12:
-        y0, y1 = y0 - 1.0, y1 + 1.0
+        # A flat line: an axis around its own value (a constant 0.002 on -1..1 reads as zero).
+        half = max(abs(y0) * 0.5, 1e-9)
+        y0, y1 = y0 - half, y1 + half
     pad = (y1 - y0) * 0.06
     y0, y1 = y0 - pad, y1 + pad
     w, h = _CHART_W - _PAD_L - _PAD_R, _CHART_H - _PAD_T - _PAD_B
@@ -465,7 +467,9 @@ def _evidence_tables(evidence: Evidence, title: str) -> str:
                 ],
                 "",
             )
-            + f'<p class="note">Source: {_e(severity.source)}.</p>'
+            + f'<p class="note">Source: {_e(severity.source)}. Advisory: the plan\'s severity and action '
+            "come from the policy's ladder (the rung its confidence reached), not from these "
+            "probabilities (docs/severity.md).</p>"
         )
     feedback = (
         f'<p class="text">{_e(evidence.feedback)}</p>'
@@ -496,17 +500,23 @@ def _action_section(plan: RemediationPlan) -> str:
             "Would be sent (dry-run: nothing was sent)"
             if dry_run
             else "Sent"
-            if status is not None and status.phase is PlanPhase.EXECUTED
+            if status is not None and status.phase in (PlanPhase.EXECUTED, PlanPhase.RESOLVED)
             else "To be sent, or sent"
         )
-        try:
-            shown = json.dumps(json.loads(patch or ""), indent=2, sort_keys=False)
-        except ValueError:
-            shown = patch or "(empty: the Rollout already showed the effect)"
-        parts.append(
-            f'<p>{_e(sent)}: <code class="request">{_e(request or "")}</code></p>'
-            f'<pre class="patch">{_e(shown)}</pre>'
-        )
+        # One request per line, each with its JSON document (the plugin's patch, then ajan's
+        # annotations); an older plan's single patch reads the same way.
+        bodies = (patch or "").splitlines() or [""]
+        requests = (request or "").splitlines() or [""]
+        parts.append(f"<p>{_e(sent)}:</p>")
+        for i, body in enumerate(bodies):
+            try:
+                shown = json.dumps(json.loads(body), indent=2, sort_keys=False)
+            except ValueError:
+                shown = body or "(empty: the Rollout already showed the effect)"
+            where = requests[i] if i < len(requests) else ""
+            parts.append(
+                f'<p><code class="request">{_e(where)}</code></p><pre class="patch">{_e(shown)}</pre>'
+            )
     if spec.git_ops is not None:
         g = spec.git_ops
         parts.append(
@@ -521,6 +531,11 @@ def _phase(plan: RemediationPlan) -> str:
     return (
         plan.status.phase.value if plan.status is not None and plan.status.phase is not None else "(none yet)"
     )
+
+
+def _waits_or_expired(plan: RemediationPlan) -> bool:
+    phase = plan.status.phase if plan.status is not None else None
+    return phase in (None, PlanPhase.PROPOSED, PlanPhase.EXPIRED)
 
 
 def history(plan: RemediationPlan, events: Sequence[Mapping[str, Any]] = ()) -> list[HistoryEntry]:
@@ -539,7 +554,8 @@ def history(plan: RemediationPlan, events: Sequence[Mapping[str, Any]] = ()) -> 
                 "executed (recorded, dry-run)" if plan.spec.mode.value == "dry-run" else "executed",
             ),
             (status.resolved_at, f"settled: {_phase(plan)}"),
-            (status.expires_at, "approval deadline"),
+            # A deadline matters while the plan waits, and when it passed; not once it was settled.
+            (status.expires_at if _waits_or_expired(plan) else None, "approval deadline"),
             (status.last_evaluation_time, "evidence last refreshed"),
         ):
             if stamp is not None:

@@ -181,18 +181,22 @@ def test_auto_pause_acts_once_announces_it_and_touches_nothing_else(env: Env, we
     plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the plan executed", interval=1.0)
     name = plan["metadata"]["name"]
     assert plan["spec"]["mode"] == "auto" and plan["spec"]["action"] == "pause"
-    assert plan["status"]["dryRunPatch"] == '{"spec": {"paused": true}}'
-    assert plan["status"]["patchRequest"].endswith(
-        f"/namespaces/{env.namespace}/rollouts/checkout (application/merge-patch+json)"
-    )
+    pause, annotate = plan["status"]["dryRunPatch"].splitlines()
+    assert pause == '{"spec": {"paused": true}}'
+    assert json.loads(annotate)["metadata"]["annotations"]["aiops.ajan.dev/plan"] == name
+    path = f"/namespaces/{env.namespace}/rollouts/checkout (application/merge-patch+json)"
+    assert all(request.endswith(path) for request in plan["status"]["patchRequest"].splitlines())
     assert plan["status"]["executedAt"]
     paused = env.kit.get("checkout")
     assert paused["spec"]["paused"] is True
     assert paused["metadata"]["generation"] == target["metadata"]["generation"] + 1
     managers = {m["manager"] for m in paused["metadata"]["managedFields"]}
     assert "ajan" in managers
-    # Nothing but the pause changed: the spec is the old one plus paused.
+    # Nothing but the pause changed: the spec is the old one plus paused; and the Rollout names the
+    # plan that paused it.
     assert {k: v for k, v in paused["spec"].items() if k != "paused"} == target["spec"]
+    assert paused["metadata"]["annotations"]["aiops.ajan.dev/plan"] == name
+    assert paused["metadata"]["annotations"]["aiops.ajan.dev/action"] == "pause"
     assert unchanged(other, env.kit.get("other"))
 
     settle(env.cluster, "p")
@@ -214,10 +218,14 @@ def test_dry_run_records_the_exact_patch_and_changes_nothing(env: Env) -> None:
     env.cluster.apply(policy("p", remediation=remediation("dry-run", ladder)))
     wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
     env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
-    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the dry run", interval=1.0)
+    plan = wait_for(plan_in(env.cluster, "DryRun"), timeout=TIMEOUT, what="the dry run", interval=1.0)
     status = plan["status"]
-    assert status["dryRunPatch"] == '{"status": {"abort": true}}'
-    assert status["patchRequest"].endswith("/rollouts/checkout/status (application/merge-patch+json)")
+    abort, annotate = status["dryRunPatch"].splitlines()
+    assert abort == '{"status": {"abort": true}}'
+    assert json.loads(annotate)["metadata"]["annotations"]["aiops.ajan.dev/action"] == "abort"
+    to_status, to_rollout = status["patchRequest"].splitlines()
+    assert to_status.endswith("/rollouts/checkout/status (application/merge-patch+json)")
+    assert to_rollout.endswith("/rollouts/checkout (application/merge-patch+json)")
     assert any(c["type"] == "DryRun" and c["status"] == "True" for c in status["conditions"])
     settle(env.cluster, "p", 3)
     assert unchanged(before, env.kit.get("checkout"))
@@ -249,9 +257,12 @@ def test_approve_waits_then_acts_once(env: Env) -> None:
         {"spec": {"approval": {"approved": True, "by": "alice@example.com"}}},
     )  # fmt: skip
     done = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the approved plan executed")
-    assert any(
-        c["type"] == "Approved" and "alice@example.com" in c["message"] for c in done["status"]["conditions"]
-    )
+    conditions = {c["type"]: c for c in done["status"]["conditions"]}
+    assert "alice@example.com" in conditions["Approved"]["message"]
+    # What held while it waited and while it was sent no longer does (kubectl wait can see it).
+    held = {"AwaitingApproval": "False", "Executing": "False", "Approved": "True", "Executed": "True"}
+    assert {t: conditions[t]["status"] for t in held} == held
+    assert conditions["AwaitingApproval"]["reason"] == "Approved"
     assert env.kit.get("checkout")["spec"]["paused"] is True
     settle(env.cluster, "p", 3)
     pauses = [e for e in events(env.api, env.namespace, "checkout") if e["reason"] == "ActionPause"]
@@ -344,14 +355,20 @@ def test_restart_between_intent_and_patch_finishes_the_action_once(env: Env) -> 
 
 
 def test_restart_after_the_patch_records_it_without_sending_again(env: Env) -> None:
-    """A crash after the patch was sent, before Executed was written: nothing is sent twice."""
+    """A crash after the pause was sent, before Executed was written: the pause is not sent again
+    (the spec, so the generation, is untouched); only the annotations that had not gone yet are."""
     env.kit.create_rollout("checkout", paused=True)
     before = env.kit.get("checkout")
     env.cluster.apply(policy("p", remediation=remediation("auto")))
     _create_plan(env, "p-x1-pause", "checkout", {"phase": "Executing"})
     env.start_operator()
     wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the action recorded", interval=1.0)
-    assert unchanged(before, env.kit.get("checkout"))
+    after = env.kit.get("checkout")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["annotations"]["aiops.ajan.dev/plan"] == "p-x1-pause"
+    settle(env.cluster, "p", 3)
+    assert unchanged(after, env.kit.get("checkout"))
 
 
 def test_a_plan_for_another_rollout_is_never_executed(env: Env) -> None:
@@ -376,12 +393,12 @@ def test_gitops_managed_rollout_gets_abort_and_a_git_suggestion_not_a_rollback(e
     env.cluster.apply(policy("p", remediation=remediation("dry-run", ladder)))
     wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
     env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
-    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the dry run", interval=1.0)
+    plan = wait_for(plan_in(env.cluster, "DryRun"), timeout=TIMEOUT, what="the dry run", interval=1.0)
     assert plan["spec"]["action"] == "abort"
     gitops = plan["spec"]["gitOps"]
     assert gitops["manager"] == "argocd" and gitops["source"] == "app.kubernetes.io/instance=shop"
     assert "reverted by the next sync" in gitops["note"] and "revert" in gitops["suggestion"]
-    assert plan["status"]["dryRunPatch"] == '{"status": {"abort": true}}'
+    assert plan["status"]["dryRunPatch"].splitlines()[0] == '{"status": {"abort": true}}'
 
 
 def test_auto_rollback_restores_the_previous_revision(env: Env) -> None:
@@ -394,7 +411,11 @@ def test_auto_rollback_restores_the_previous_revision(env: Env) -> None:
     wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
     env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
     plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the rollback", interval=1.0)
-    assert plan["status"]["patchRequest"].endswith("/rollouts/checkout (application/json-patch+json)")
+    assert (
+        plan["status"]["patchRequest"]
+        .splitlines()[0]
+        .endswith("/rollouts/checkout (application/json-patch+json)")
+    )
     template = env.kit.get("checkout")["spec"]["template"]
     assert template["spec"]["containers"][0]["image"] == "registry.example/app:1"
     assert "rollouts-pod-template-hash" not in template["metadata"].get("labels", {})
@@ -416,8 +437,14 @@ def test_operator_crash_mid_incident_repeats_no_action(env: Env) -> None:
 
 
 def test_a_confirmed_false_alarm_lets_the_canary_go_on(env: Env) -> None:
-    """An executed pause marked false-positive in spec.feedback: promoted, as the plugin would, once."""
+    """An executed pause marked false-positive in spec.feedback: ajan's pause undone, once; and only
+    it: the canary was also held at a pause step of its own, which stays, at the same step."""
     env.kit.create_rollout("checkout", paused=True)
+    step_pause = {
+        "currentStepIndex": 1,
+        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}],
+    }
+    env.kit.set_status("checkout", step_pause)
     env.cluster.apply(policy("p", remediation=remediation("auto")))
     _create_plan(env, "p-x1-pause", "checkout", {"phase": "Executed", "executedAt": "2026-01-01T00:00:00Z"})
     env.cluster.custom.patch_namespaced_custom_object(
@@ -432,11 +459,43 @@ def test_a_confirmed_false_alarm_lets_the_canary_go_on(env: Env) -> None:
         return next((c for c in conditions if c["type"] == "Reverted"), None)
 
     cond = wait_for(reverted, timeout=TIMEOUT, what="the pause reverted", interval=1.0)
-    assert cond["reason"] == "FalsePositive" and "promote sent" in cond["message"]
+    assert cond["reason"] == "FalsePositive" and "unpause sent" in cond["message"]
+    assert '{"spec": {"paused": false}}' in cond["message"]
     after = env.kit.get("checkout")
     assert not after["spec"].get("paused")
+    assert after["status"]["currentStepIndex"] == 1
+    assert after["status"]["pauseConditions"] == step_pause["pauseConditions"]
     settle(env.cluster, "p", 3)
     assert env.kit.get("checkout")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+
+
+def test_auto_abort_is_sent_to_the_status_and_a_false_alarm_retries_it(env: Env) -> None:
+    """An abort goes to the status subresource, as the plugin sends it, followed by the annotations
+    naming its plan; marked a false positive, it is retried (status.abort false), once."""
+    ladder = [{"minConfidence": 0.5, "severity": "critical", "action": "abort"}]
+    env.kit.create_rollout("checkout")
+    env.start_operator()
+    env.cluster.apply(policy("p", remediation=remediation("auto", ladder)))
+    wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
+    env.stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    plan = wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the abort", interval=1.0)
+    name = plan["metadata"]["name"]
+    aborted = env.kit.get("checkout")
+    assert aborted["status"]["abort"] is True
+    assert aborted["metadata"]["annotations"]["aiops.ajan.dev/plan"] == name
+    env.stack.clear_faults()
+    env.cluster.custom.patch_namespaced_custom_object(
+        "aiops.ajan.dev", "v1alpha1", env.namespace, "remediationplans", name,
+        {"spec": {"feedback": {"verdict": "false-positive", "by": "bob"}}},
+    )  # fmt: skip
+
+    def reverted() -> dict[str, Any] | None:
+        conditions = (env.cluster.plan(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Reverted"), None)
+
+    cond = wait_for(reverted, timeout=TIMEOUT, what="the abort retried", interval=1.0)
+    assert "retry sent" in cond["message"] and '{"status": {"abort": false}}' in cond["message"]
+    assert not env.kit.get("checkout")["status"].get("abort")
 
 
 def test_cooldown_holds_a_second_pause_after_a_new_incident(env: Env) -> None:

@@ -110,8 +110,10 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
     severity = spec["evidence"]["severity"]
     assert severity["source"] == "model"
     assert abs(severity["info"] + severity["warning"] + severity["critical"] - 1.0) < 1e-3
-    assert status["phase"] == "Executed"  # dry-run: the patch recorded, nothing sent
-    assert status["dryRunPatch"] == '{"spec": {"paused": true}}'
+    assert status["phase"] == "DryRun"  # the patches recorded, nothing sent
+    pause, annotate = status["dryRunPatch"].splitlines()
+    assert pause == '{"spec": {"paused": true}}'
+    assert json.loads(annotate)["metadata"]["annotations"]["aiops.ajan.dev/plan"] == plan["metadata"]["name"]
     owner = plan["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "CorrelationPolicy" and owner["name"] == "errors"
     incident = cluster.policy("errors")["status"]["incident"]
@@ -122,34 +124,42 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
 def test_escalation_supersedes_and_recovery_resolves(setup: Setup) -> None:
     cluster, stack = setup.cluster, setup.stack
     ladder = {
-        # approve: the first plan waits for a person, so an escalation supersedes it.
+        # approve: the first plan (a pause) waits for a person, so an escalation supersedes it.
+        # (An annotation would not wait: it changes nothing, so approve mode carries it out.)
         "mode": "approve",
         "recoveryEvaluations": 3,
         "ladder": [
             {"minConfidence": 0.999, "severity": "critical", "action": "abort"},
-            {"minConfidence": 0.3, "severity": "info", "action": "annotate"},
+            {"minConfidence": 0.3, "severity": "warning", "action": "pause"},
         ],
     }
     cluster.apply(policy("lifecycle", remediation=ladder))
     wait_for(ready(cluster, "lifecycle"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
-    # A slow creep (+0.5 %/s): the confidence climbs through the annotate rung over several
+    # A slow creep (+0.5 %/s): the confidence climbs through the pause rung over several
     # evaluations. At 2 %/s it could jump from below 0.3 to above 0.999 between two evaluations on
     # a loaded machine, and the first plan was then already the abort.
     stack.post_fault(kind="latency_creep", rate=0.005, duration_s=600)
     first = wait_for(plans_of(cluster, 1), timeout=EVALUATIONS_TIMEOUT_S, what="a first plan", interval=1.0)
-    assert first[0]["spec"]["action"] == "annotate", first[0]["spec"]
+    assert first[0]["spec"]["action"] == "pause", first[0]["spec"]
+    awaiting = wait_for(lambda: cluster.plan_condition(first[0]["metadata"]["name"], "AwaitingApproval"),
+                        timeout=EVALUATIONS_TIMEOUT_S, what="the pause awaiting approval")  # fmt: skip
+    assert awaiting["status"] == "True"
     stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
     both = wait_for(plans_of(cluster, 2), timeout=EVALUATIONS_TIMEOUT_S, what="an escalation", interval=1.0)
     by_action = {p["spec"]["action"]: p for p in both}
-    assert set(by_action) == {"annotate", "abort"}
+    assert set(by_action) == {"pause", "abort"}
 
     def superseded() -> bool:
         plans = {p["spec"]["action"]: p for p in cluster.plans()}
-        return (plans["annotate"].get("status") or {}).get("phase") == "Superseded"
+        return (plans["pause"].get("status") or {}).get("phase") == "Superseded"
 
     wait_for(superseded, timeout=EVALUATIONS_TIMEOUT_S, what="the first plan superseded")
-    annotate = {p["spec"]["action"]: p for p in cluster.plans()}["annotate"]
-    assert by_action["abort"]["metadata"]["name"] in annotate["status"]["conditions"][0]["message"]
+    pause = {p["spec"]["action"]: p for p in cluster.plans()}["pause"]
+    conditions = {c["type"]: c for c in pause["status"]["conditions"]}
+    assert by_action["abort"]["metadata"]["name"] in conditions["Superseded"]["message"]
+    # It no longer waits for anyone: `kubectl wait --for=condition=AwaitingApproval=false` returns.
+    assert conditions["AwaitingApproval"]["status"] == "False"
+    assert conditions["AwaitingApproval"]["reason"] == "Superseded"
     incident = cluster.policy("lifecycle")["status"]["incident"]
     assert incident["plan"] == by_action["abort"]["metadata"]["name"] and incident["action"] == "abort"
 
@@ -163,8 +173,42 @@ def test_escalation_supersedes_and_recovery_resolves(setup: Setup) -> None:
     status = cluster.policy("lifecycle")["status"]
     assert "incident" not in status
     plans = {p["spec"]["action"]: p for p in cluster.plans()}
-    assert plans["annotate"]["status"]["phase"] == "Superseded"  # settled phases stay as they were
+    assert plans["pause"]["status"]["phase"] == "Superseded"  # settled phases stay as they were
     assert len(plans) == 2
+
+
+def test_a_policy_whose_rollout_does_not_exist_is_degraded_and_makes_no_plan(
+    setup: Setup, rollout_kit: RolloutKit
+) -> None:
+    """Not Ready while it guards nothing, whatever the metrics do; Ready once the Rollout exists."""
+    cluster, stack = setup.cluster, setup.stack
+    cluster.apply(policy("orphan", targetRef={"name": "not-yet"}, remediation=SINGLE_RUNG))
+
+    def degraded() -> dict[str, Any] | None:
+        cond = cluster.condition("orphan", "Degraded")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = wait_for(degraded, timeout=EVALUATIONS_TIMEOUT_S, what="Degraded=True")
+    assert cond["reason"] == "TargetNotFound" and "not-yet" in cond["message"]
+    assert cluster.condition("orphan", "Ready")["status"] == "False"
+    stack.post_fault(kind="error_burst", rate=0.3, duration_s=600)
+    stamp = cluster.policy("orphan")["status"]["lastEvaluationTime"]
+    cluster.evaluations_after("orphan", stamp, 10, timeout=EVALUATIONS_TIMEOUT_S)
+    assert cluster.plans() == []
+    warnings = [e for e in _events(setup, "orphan") if e.reason == "TargetNotFound"]
+    assert warnings and warnings[0].type == "Warning"
+
+    rollout_kit.create_rollout("not-yet")
+    wait_for(
+        ready(cluster, "orphan"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True once the Rollout exists"
+    )
+    assert cluster.condition("orphan", "Degraded")["status"] == "False"
+
+
+def _events(setup: Setup, name: str) -> list[Any]:
+    core = client.CoreV1Api(setup.cluster.custom.api_client)
+    listed = core.list_namespaced_event(setup.cluster.namespace, field_selector=f"involvedObject.name={name}")
+    return list(listed.items)
 
 
 def test_prometheus_down_degrades_without_action_and_recovers(setup: Setup) -> None:
@@ -223,5 +267,5 @@ def test_operator_restart_mid_incident_makes_no_duplicate(setup: Setup) -> None:
     cluster.evaluations_after("restart", stamp, 10, timeout=EVALUATIONS_TIMEOUT_S)
     after = cluster.plans()
     assert [p["metadata"]["name"] for p in after] == [plans[0]["metadata"]["name"]]
-    assert after[0]["status"]["phase"] == "Executed"  # recorded once (dry-run), not again
+    assert after[0]["status"]["phase"] == "DryRun"  # recorded once (dry-run), not again
     assert cluster.policy("restart")["status"]["incident"]["id"] == incident["id"]

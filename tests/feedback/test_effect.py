@@ -102,7 +102,8 @@ def test_a_marginal_anomaly_beside_a_rejected_pattern_is_not_news() -> None:
     marginal = feedback.relevant(FeedbackHistory((rejected,)), signature(alarm), decisive={"errors"})
     effect = apply_feedback(0.9, alarm, marginal, decisive={"errors"})
     assert effect.capped
-    assert effect.reason is not None and "marginal anomalies not counted as news: latency" in effect.reason
+    assert effect.reason is not None
+    assert "latency also moved, but too little (anomaly score under 0.9) to make this alarm" in effect.reason
     news = feedback.relevant(FeedbackHistory((rejected,)), signature(alarm), decisive={"errors", "latency"})
     assert news.records == ()
 

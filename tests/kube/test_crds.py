@@ -185,10 +185,17 @@ def test_example_policy_is_accepted_defaulted_like_the_model_and_round_trips(
 
     status = CorrelationPolicyStatus(
         conditions=[
-            Condition(type="Ready", status=ConditionStatus.TRUE, reason="Evaluated", message="5 metrics",
-                      last_transition_time=NOW, observed_generation=1),
-            Condition(type="Degraded", status=ConditionStatus.FALSE, reason="AsExpected",
-                      last_transition_time=NOW),
+            Condition(
+                type="Ready",
+                status=ConditionStatus.TRUE,
+                reason="Evaluated",
+                message="5 metrics",
+                last_transition_time=NOW,
+                observed_generation=1,
+            ),
+            Condition(
+                type="Degraded", status=ConditionStatus.FALSE, reason="AsExpected", last_transition_time=NOW
+            ),
         ],
         observed_generation=1,
         last_evaluation_time=NOW,
@@ -234,78 +241,149 @@ class Invalid:
 
 
 INVALID_POLICIES: Final = [
-    Invalid("missing-targetRef", {"targetRef": DELETE},
-            "spec.targetRef", ("spec.targetRef: Required value",), "Field required"),
-    Invalid("unknown-mode", {"remediation.mode": "yolo"},
-            "spec.remediation.mode",
-            ('spec.remediation.mode: Unsupported value: "yolo": '
-             'supported values: "auto", "approve", "dry-run"',),
-            "Input should be 'auto', 'approve' or 'dry-run'"),
-    Invalid("weight-too-high", {"metrics.1.weight": 11},
-            "spec.metrics[1].weight",
-            ("spec.metrics[1].weight: Invalid value: 11: "
-             "spec.metrics[1].weight in body should be less than or equal to 10",),
-            "Input should be less than or equal to 10"),
-    Invalid("weight-zero", {"metrics.1.weight": 0},
-            "spec.metrics[1].weight",
-            ("spec.metrics[1].weight: Invalid value: 0: "
-             "spec.metrics[1].weight in body should be greater than 0",),
-            "Input should be greater than 0"),
-    Invalid("bad-duration", {"interval": "1 minute"},
-            "spec.interval",
-            ('spec.interval: Invalid value: "1 minute": spec.interval in body should match '
-             "'^([0-9]+(ms|s|m|h))+$'",),
-            "String should match pattern '^([0-9]+(ms|s|m|h))+$'"),
-    Invalid("zero-duration", {"step": "0s"},
-            "spec.step", ('spec.step: Invalid value: "string": must be longer than 0s',),
-            "must be longer than 0s"),
-    Invalid("empty-query", {"metrics.0.query": ""},
-            "spec.metrics[0].query",
-            ('spec.metrics[0].query: Invalid value: "": spec.metrics[0].query in body should be at least 1 '
-             "chars long",),
-            "String should have at least 1 character"),
-    Invalid("duplicate-metric-names", {"metrics.2.name": "latency-p99"},
-            "spec.metrics",
-            ('spec.metrics[2]: Duplicate value: {"name":"latency-p99"}',
-             'spec.metrics: Invalid value: "array": metric names must be unique'),
-            'metric names must be unique: "latency-p99" is used more than once'),
-    Invalid("no-slo-metric", {"metrics.1.role": "signal", "metrics.2.role": "signal"},
-            "spec.metrics",
-            ('spec.metrics: Invalid value: "array": at least one metric must have role slo',),
-            "at least one metric must have role slo"),
-    Invalid("ladder-confidence-above-1", {"remediation.ladder.0.minConfidence": 1.5},
-            "spec.remediation.ladder[0].minConfidence",
-            ("spec.remediation.ladder[0].minConfidence: Invalid value: 1.5: "
-             "spec.remediation.ladder[0].minConfidence in body should be less than or equal to 1",),
-            "Input should be less than or equal to 1"),
-    Invalid("too-many-metrics", {"metrics": _metrics(51)},
-            "spec.metrics", ("spec.metrics: Too many: 51: must have at most 50 items",),
-            "List should have at most 50 items after validation, not 51"),
-    Invalid("ladder-not-sorted", {"remediation.ladder.2.minConfidence": 0.95},
-            "spec.remediation.ladder",
-            ('spec.remediation.ladder: Invalid value: "array": ladder steps must be sorted by minConfidence, '
-             "highest first",),
-            "ladder steps must be sorted by minConfidence, highest first"),
-    Invalid("auto-mode-without-ladder", {"remediation.mode": "auto", "remediation.ladder": []},
-            "spec.remediation",
-            ('spec.remediation: Invalid value: "object": mode auto needs at least one ladder step',),
-            "mode auto needs at least one ladder step"),
-    Invalid("sensitivity-and-zHalf", {"anomaly.zHalf": 6.0},
-            "spec.anomaly",
-            ('spec.anomaly: Invalid value: "object": set either sensitivity or zHalf, not both',),
-            "set either sensitivity or zHalf, not both"),
-    Invalid("step-not-shorter-than-window", {"step": "2h"},
-            "spec", ('spec: Invalid value: "object": step must be shorter than window',),
-            "step must be shorter than window"),
-    Invalid("metric-name-not-a-label", {"metrics.0.name": "Request_Rate"},
-            "spec.metrics[0].name",
-            ('spec.metrics[0].name: Invalid value: "Request_Rate": '
-             "spec.metrics[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",),
-            "String should match pattern"),
-    Invalid("target-not-a-rollout", {"targetRef.kind": "Deployment"},
-            "spec.targetRef.kind",
-            ('spec.targetRef.kind: Unsupported value: "Deployment": supported values: "Rollout"',),
-            "Input should be 'Rollout'"),
+    Invalid(
+        "missing-targetRef",
+        {"targetRef": DELETE},
+        "spec.targetRef",
+        ("spec.targetRef: Required value",),
+        "Field required",
+    ),
+    Invalid(
+        "unknown-mode",
+        {"remediation.mode": "yolo"},
+        "spec.remediation.mode",
+        ('spec.remediation.mode: Unsupported value: "yolo": supported values: "auto", "approve", "dry-run"',),
+        "Input should be 'auto', 'approve' or 'dry-run'",
+    ),
+    Invalid(
+        "weight-too-high",
+        {"metrics.1.weight": 11},
+        "spec.metrics[1].weight",
+        (
+            "spec.metrics[1].weight: Invalid value: 11: "
+            "spec.metrics[1].weight in body should be less than or equal to 10",
+        ),
+        "Input should be less than or equal to 10",
+    ),
+    Invalid(
+        "weight-zero",
+        {"metrics.1.weight": 0},
+        "spec.metrics[1].weight",
+        (
+            "spec.metrics[1].weight: Invalid value: 0: "
+            "spec.metrics[1].weight in body should be greater than 0",
+        ),
+        "Input should be greater than 0",
+    ),
+    Invalid(
+        "bad-duration",
+        {"interval": "1 minute"},
+        "spec.interval",
+        (
+            'spec.interval: Invalid value: "1 minute": spec.interval in body should match '
+            "'^([0-9]+(ms|s|m|h))+$'",
+        ),
+        "String should match pattern '^([0-9]+(ms|s|m|h))+$'",
+    ),
+    Invalid(
+        "zero-duration",
+        {"step": "0s"},
+        "spec.step",
+        ('spec.step: Invalid value: "string": must be longer than 0s',),
+        "must be longer than 0s",
+    ),
+    Invalid(
+        "empty-query",
+        {"metrics.0.query": ""},
+        "spec.metrics[0].query",
+        (
+            'spec.metrics[0].query: Invalid value: "": spec.metrics[0].query in body should be at least 1 '
+            "chars long",
+        ),
+        "String should have at least 1 character",
+    ),
+    Invalid(
+        "duplicate-metric-names",
+        {"metrics.2.name": "latency-p99"},
+        "spec.metrics",
+        (
+            'spec.metrics[2]: Duplicate value: {"name":"latency-p99"}',
+            'spec.metrics: Invalid value: "array": metric names must be unique',
+        ),
+        'metric names must be unique: "latency-p99" is used more than once',
+    ),
+    Invalid(
+        "no-slo-metric",
+        {"metrics.1.role": "signal", "metrics.2.role": "signal"},
+        "spec.metrics",
+        ('spec.metrics: Invalid value: "array": at least one metric must have role slo',),
+        "at least one metric must have role slo",
+    ),
+    Invalid(
+        "ladder-confidence-above-1",
+        {"remediation.ladder.0.minConfidence": 1.5},
+        "spec.remediation.ladder[0].minConfidence",
+        (
+            "spec.remediation.ladder[0].minConfidence: Invalid value: 1.5: "
+            "spec.remediation.ladder[0].minConfidence in body should be less than or equal to 1",
+        ),
+        "Input should be less than or equal to 1",
+    ),
+    Invalid(
+        "too-many-metrics",
+        {"metrics": _metrics(51)},
+        "spec.metrics",
+        ("spec.metrics: Too many: 51: must have at most 50 items",),
+        "List should have at most 50 items after validation, not 51",
+    ),
+    Invalid(
+        "ladder-not-sorted",
+        {"remediation.ladder.2.minConfidence": 0.95},
+        "spec.remediation.ladder",
+        (
+            'spec.remediation.ladder: Invalid value: "array": ladder steps must be sorted by minConfidence, '
+            "highest first",
+        ),
+        "ladder steps must be sorted by minConfidence, highest first",
+    ),
+    Invalid(
+        "auto-mode-without-ladder",
+        {"remediation.mode": "auto", "remediation.ladder": []},
+        "spec.remediation",
+        ('spec.remediation: Invalid value: "object": mode auto needs at least one ladder step',),
+        "mode auto needs at least one ladder step",
+    ),
+    Invalid(
+        "sensitivity-and-zHalf",
+        {"anomaly.zHalf": 6.0},
+        "spec.anomaly",
+        ('spec.anomaly: Invalid value: "object": set either sensitivity or zHalf, not both',),
+        "set either sensitivity or zHalf, not both",
+    ),
+    Invalid(
+        "step-not-shorter-than-window",
+        {"step": "2h"},
+        "spec",
+        ('spec: Invalid value: "object": step must be shorter than window',),
+        "step must be shorter than window",
+    ),
+    Invalid(
+        "metric-name-not-a-label",
+        {"metrics.0.name": "Request_Rate"},
+        "spec.metrics[0].name",
+        (
+            'spec.metrics[0].name: Invalid value: "Request_Rate": '
+            "spec.metrics[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+        ),
+        "String should match pattern",
+    ),
+    Invalid(
+        "target-not-a-rollout",
+        {"targetRef.kind": "Deployment"},
+        "spec.targetRef.kind",
+        ('spec.targetRef.kind: Unsupported value: "Deployment": supported values: "Rollout"',),
+        "Input should be 'Rollout'",
+    ),
 ]
 
 
@@ -352,11 +430,28 @@ def plan_spec() -> RemediationPlanSpec:
         severity=Severity.WARNING,
         confidence=0.82,
         evidence=Evidence(
-            anomalies=[Anomaly(metric="memory", value=1.9e9, baseline=1.1e9, z_score=7.5, p95=1.8e9,
-                               p99=1.85e9, since=NOW)],
+            anomalies=[
+                Anomaly(
+                    metric="memory",
+                    value=1.9e9,
+                    baseline=1.1e9,
+                    z_score=7.5,
+                    p95=1.8e9,
+                    p99=1.85e9,
+                    since=NOW,
+                )
+            ],
             correlations=[Correlation(leader="memory", follower="latency-p99", r=0.91, lag_seconds=300.0)],
-            predicted_impact=[PredictedImpact(metric="latency-p99", expected_z=4.1, low_z=2.5, high_z=5.9,
-                                              lag_seconds=300.0, breach_probability=0.77)],
+            predicted_impact=[
+                PredictedImpact(
+                    metric="latency-p99",
+                    expected_z=4.1,
+                    low_z=2.5,
+                    high_z=5.9,
+                    lag_seconds=300.0,
+                    breach_probability=0.77,
+                )
+            ],
             drift=[Drift(metric="memory", psi=0.31, ks_p_value=0.0004)],
         ),
     )
@@ -375,8 +470,13 @@ def test_valid_plan_is_accepted_and_round_trips(admin_api: client.ApiClient, nam
     created = create(admin_api, namespace, "remediationplans", plan_body())
     assert RemediationPlan.model_validate(created).spec == plan_spec()
 
-    status = RemediationPlanStatus(phase=PlanPhase.EXECUTED, proposed_at=NOW, executed_at=NOW,
-                                   dry_run_patch='{"spec":{"paused":true}}', observed_generation=1)
+    status = RemediationPlanStatus(
+        phase=PlanPhase.EXECUTED,
+        proposed_at=NOW,
+        executed_at=NOW,
+        dry_run_patch='{"spec":{"paused":true}}',
+        observed_generation=1,
+    )
     patched = custom(admin_api).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1", {"status": status.to_kube()}
     )
@@ -387,12 +487,16 @@ def test_invalid_phase_is_rejected_through_the_status_subresource(
     admin_api: client.ApiClient, namespace: str
 ) -> None:
     create(admin_api, namespace, "remediationplans", plan_body())
-    status, message = rejection(lambda: custom(admin_api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1", {"status": {"phase": "Done"}}
-    ))
+    status, message = rejection(
+        lambda: custom(admin_api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1", {"status": {"phase": "Done"}}
+        )
+    )
     assert status == 422
-    assert ('status.phase: Unsupported value: "Done": supported values: "Proposed", "Approved", "Executing", '
-            '"Executed", "Rejected", "Expired", "Failed", "Superseded", "Resolved"') in message
+    assert (
+        'status.phase: Unsupported value: "Done": supported values: "Proposed", "Approved", "Executing", '
+        '"Executed", "DryRun", "Rejected", "Expired", "Failed", "Superseded", "Resolved"'
+    ) in message
     with pytest.raises(ValidationError, match="Input should be 'Proposed'"):
         RemediationPlanStatus.model_validate({"phase": "Done"})
 
@@ -407,28 +511,45 @@ def test_status_is_a_subresource(resource: Any, admin_api: client.ApiClient, nam
 
 
 INVALID_PLANS: Final = [
-    Invalid("unknown-action", {"action": "delete"}, "spec.action",
-            ('spec.action: Unsupported value: "delete": '
-             'supported values: "none", "annotate", "pause", "abort", "rollback"',),
-            "Input should be 'none', 'annotate', 'pause', 'abort' or 'rollback'"),
-    Invalid("confidence-above-1", {"confidence": 1.2}, "spec.confidence",
-            ("spec.confidence: Invalid value: 1.2: "
-             "spec.confidence in body should be less than or equal to 1",),
-            "Input should be less than or equal to 1"),
-    Invalid("expected-outside-interval", {"evidence.predictedImpact.0.expectedZ": 9.0},
-            "spec.evidence.predictedImpact[0]",
-            ('spec.evidence.predictedImpact[0]: Invalid value: "object": expectedZ must lie between lowZ and '
-             "highZ",),
-            "expectedZ must lie between lowZ and highZ"),
-    Invalid("approval-without-approver", {"approval": {"approved": True}}, "spec.approval.by",
-            ("spec.approval.by: Required value",), "Field required"),
+    Invalid(
+        "unknown-action",
+        {"action": "delete"},
+        "spec.action",
+        (
+            'spec.action: Unsupported value: "delete": '
+            'supported values: "none", "annotate", "pause", "abort", "rollback"',
+        ),
+        "Input should be 'none', 'annotate', 'pause', 'abort' or 'rollback'",
+    ),
+    Invalid(
+        "confidence-above-1",
+        {"confidence": 1.2},
+        "spec.confidence",
+        ("spec.confidence: Invalid value: 1.2: spec.confidence in body should be less than or equal to 1",),
+        "Input should be less than or equal to 1",
+    ),
+    Invalid(
+        "expected-outside-interval",
+        {"evidence.predictedImpact.0.expectedZ": 9.0},
+        "spec.evidence.predictedImpact[0]",
+        (
+            'spec.evidence.predictedImpact[0]: Invalid value: "object": expectedZ must lie between lowZ and '
+            "highZ",
+        ),
+        "expectedZ must lie between lowZ and highZ",
+    ),
+    Invalid(
+        "approval-without-approver",
+        {"approval": {"approved": True}},
+        "spec.approval.by",
+        ("spec.approval.by: Required value",),
+        "Field required",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", INVALID_PLANS, ids=lambda c: c.id)
-def test_invalid_plan_is_rejected_by_both(
-    case: Invalid, admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_invalid_plan_is_rejected_by_both(case: Invalid, admin_api: client.ApiClient, namespace: str) -> None:
     spec = changed(plan_spec().to_kube(), case.change)
     body = plan_body(spec=spec)
     status, message = rejection(lambda: create(admin_api, namespace, "remediationplans", body))
@@ -442,21 +563,85 @@ def test_invalid_plan_is_rejected_by_both(
 
 
 def test_proposal_is_immutable_but_approval_is_not(admin_api: client.ApiClient, namespace: str) -> None:
-    create(admin_api, namespace, "remediationplans", plan_body())
+    create(
+        admin_api, namespace, "remediationplans", plan_body(spec={**plan_spec().to_kube(), "mode": "approve"})
+    )
     api = custom(admin_api)
-    status, message = rejection(lambda: api.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1",
-        {"spec": {"action": "rollback", "confidence": 0.99}},
-    ))
+    status, message = rejection(
+        lambda: api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "remediationplans",
+            "checkout-latency-1",
+            {"spec": {"action": "rollback", "confidence": 0.99}},
+        )
+    )
     assert status == 422
     assert 'spec.action: Invalid value: "string": action is immutable' in message
-    assert "spec.confidence: Invalid value: \"number\": confidence is immutable" in message
+    assert 'spec.confidence: Invalid value: "number": confidence is immutable' in message
     approved = api.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1",
+        GROUP,
+        VERSION,
+        namespace,
+        "remediationplans",
+        "checkout-latency-1",
         {"spec": {"approval": {"approved": True, "by": "oncall@example.com", "at": "2026-01-02T03:05:00Z"}}},
     )
     assert RemediationPlan.model_validate(approved).spec.approval is not None
     assert approved["spec"]["action"] == "pause"
+
+
+def _approve(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    approved: dict[str, Any] = api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "remediationplans", name,
+        {"spec": {"approval": {"approved": True, "by": "oncall@example.com"}}},
+    )  # fmt: skip
+    return approved
+
+
+@pytest.mark.parametrize(
+    ("mode", "phase", "accepted"),
+    [
+        ("approve", None, True),
+        ("approve", "Proposed", True),
+        ("approve", "Superseded", False),
+        ("approve", "Resolved", False),
+        ("approve", "Expired", False),
+        ("auto", "Proposed", False),
+        ("dry-run", "DryRun", False),
+    ],
+)
+def test_an_approval_is_refused_unless_the_plan_waits_for_one(
+    mode: str, phase: str | None, accepted: bool, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """Approving a plan that no longer waits (issue 13: a Superseded plan's approval was accepted
+    and ignored) is refused by the API server, saying why; the operator's own status writes on an
+    approved plan still pass."""
+    api = custom(admin_api)
+    create(admin_api, namespace, "remediationplans", plan_body(spec={**plan_spec().to_kube(), "mode": mode}))
+    if phase is not None:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "remediationplans", "checkout-latency-1", {"status": {"phase": phase}}
+        )
+    if accepted:
+        assert _approve(api, namespace, "checkout-latency-1")["spec"]["approval"]["approved"] is True
+        moved = api.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            "remediationplans",
+            "checkout-latency-1",
+            {"status": {"phase": "Approved"}},
+        )
+        assert moved["status"]["phase"] == "Approved"
+        return
+    status, message = rejection(lambda: _approve(api, namespace, "checkout-latency-1"))
+    assert status == 422
+    assert (
+        "spec.approval: Forbidden: spec.approval can be given or changed only while the plan waits" in message
+    )
+    assert f"this plan is in mode {mode}, phase {phase or '(none yet)'}" in message
 
 
 # --- printer columns -------------------------------------------------------------------------------------
@@ -474,15 +659,31 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
     result = table(admin_api, f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/remediationplans")
     assert result["kind"] == "Table"
     assert _columns(result) == [
-        ("Name", 0), ("Target", 0), ("Action", 0), ("Severity", 0), ("Confidence", 0), ("Phase", 0),
-        ("Age", 0), ("Policy", 1), ("Mode", 1), ("Approved", 1), ("Verdict", 1), ("Executed", 1),
+        ("Name", 0),
+        ("Target", 0),
+        ("Action", 0),
+        ("Severity", 0),
+        ("Confidence", 0),
+        ("Phase", 0),
+        ("Age", 0),
+        ("Policy", 1),
+        ("Mode", 1),
+        ("Approved", 1),
+        ("Verdict", 1),
+        ("Executed", 1),
+        ("Deleting", 1),
     ]
     [row] = result["rows"]
-    name, target, action, severity, confidence, phase, age, policy, mode, approved, verdict, executed = row[
-        "cells"
-    ]
+    name, target, action, severity, confidence, phase, age, policy, mode, approved, verdict, executed, _ = (
+        row["cells"]
+    )
     assert (name, target, action, severity, confidence, phase) == (
-        "checkout-latency-1", "checkout", "pause", "warning", 0.82, "Proposed"
+        "checkout-latency-1",
+        "checkout",
+        "pause",
+        "warning",
+        0.82,
+        "Proposed",
     )
     assert re.fullmatch(r"\d+s", age)
     assert (policy, mode, approved, verdict, executed) == ("checkout-latency", "dry-run", None, None, None)
@@ -491,8 +692,9 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
 def test_policy_columns(admin_api: client.ApiClient, namespace: str) -> None:
     create(admin_api, namespace, "correlationpolicies", example_policy())
     status = CorrelationPolicyStatus(
-        conditions=[Condition(type="Ready", status=ConditionStatus.TRUE, reason="Evaluated",
-                              last_transition_time=NOW)],
+        conditions=[
+            Condition(type="Ready", status=ConditionStatus.TRUE, reason="Evaluated", last_transition_time=NOW)
+        ],
         anomaly_score=0.42,
         last_evaluation_time=datetime.now(UTC),
         last_plan="checkout-latency-1",
@@ -502,13 +704,28 @@ def test_policy_columns(admin_api: client.ApiClient, namespace: str) -> None:
     )
     result = table(admin_api, f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/correlationpolicies")
     assert _columns(result) == [
-        ("Name", 0), ("Target", 0), ("Mode", 0), ("Score", 0), ("Ready", 0), ("Age", 0),
-        ("Reason", 1), ("Last Plan", 1), ("Evaluated", 1),
+        ("Name", 0),
+        ("Target", 0),
+        ("Mode", 0),
+        ("Score", 0),
+        ("Ready", 0),
+        ("Age", 0),
+        ("Reason", 1),
+        ("Last Plan", 1),
+        ("Evaluated", 1),
+        ("Deleting", 1),
     ]
     [row] = result["rows"]
-    name, target, mode, score, ready, age, reason, last_plan, evaluated = row["cells"]
+    name, target, mode, score, ready, age, reason, last_plan, evaluated, deleting = row["cells"]
+    assert deleting is None  # set once deletion is asked for: the policy waits for ajan's finalizer
     assert (name, target, mode, score, ready, reason, last_plan) == (
-        "checkout-latency", "checkout", "approve", 0.42, "True", "Evaluated", "checkout-latency-1"
+        "checkout-latency",
+        "checkout",
+        "approve",
+        0.42,
+        "True",
+        "Evaluated",
+        "checkout-latency-1",
     )
     assert re.fullmatch(r"\d+s", age) and re.fullmatch(r"\d+s", evaluated)
 
@@ -522,7 +739,9 @@ def test_restricted_identity_cannot_create_a_policy(
     policy = example_policy()
     status, message = rejection(lambda: create(restricted_api, namespace, "correlationpolicies", policy))
     assert status == 403
-    assert (f'correlationpolicies.aiops.ajan.dev is forbidden: User "ajan-restricted" cannot create resource '
-            f'"correlationpolicies" in API group "aiops.ajan.dev" in the namespace "{namespace}"') in message
+    assert (
+        f'correlationpolicies.aiops.ajan.dev is forbidden: User "ajan-restricted" cannot create resource '
+        f'"correlationpolicies" in API group "aiops.ajan.dev" in the namespace "{namespace}"'
+    ) in message
     # The same body is fine for the admin: the refusal is about who, not what.
     assert create(admin_api, namespace, "correlationpolicies", example_policy())["metadata"]["uid"]

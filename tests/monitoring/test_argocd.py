@@ -132,9 +132,9 @@ CASES: Final = {
         "Healthy",
         "pause applied",
     ),
-    "Executed, dry-run": (
+    "DryRun": (
         plan(
-            "Executed",
+            "DryRun",
             condition("DryRun", "DryRun", "not sent (dry-run mode): see dryRunPatch"),
             mode="dry-run",
         ),

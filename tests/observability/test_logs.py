@@ -105,3 +105,22 @@ def test_native_stderr_becomes_records_in_json_only(
         ("ERROR", "bad"),
     ]
     assert capfd.readouterr().err == '{"already": "json"}\n'
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("Request attempt 1 failed; will retry: GET /apis -> APITooManyRequestsError(429)", "WARNING"),
+        ("Request attempt 9 failed; escalating: GET /apis -> APITooManyRequestsError(429)", "ERROR"),
+        ("something else went wrong", "ERROR"),
+    ],
+)
+def test_a_request_kopf_retries_is_a_warning_and_one_it_gives_up_on_an_error(
+    message: str, level: str
+) -> None:
+    """An API server that is still starting answers 429 for a moment: kopf retries, and said so at
+    ERROR. What reaches the handlers says WARNING for a retry and ERROR only when kopf gives up."""
+    made = logging.LogRecord("kopf._cogs.clients.watching", logging.ERROR, __file__, 1, message, (), None)
+    assert logs.RetryIsNotAnError().filter(made)
+    assert made.levelname == level and logging.getLevelName(made.levelno) == level
+    assert line_of(made)["level"] == level

@@ -95,7 +95,7 @@ def test_evaluations_set_every_new_series_and_forget_policy_drops_them(
     cluster.apply(always_policy(name, correlation=LOOSE_CORRELATION))
     ns = {"namespace": namespace, "policy": name}
     proposed_before = sample("aiops_plan_transitions_total", action="annotate", phase="Proposed") or 0.0
-    executed_before = sample("aiops_plan_transitions_total", action="annotate", phase="Executed") or 0.0
+    executed_before = sample("aiops_plan_transitions_total", action="annotate", phase="DryRun") or 0.0
 
     async def scenario() -> None:
         async with runtime_of(kube.api_client(), admin_api, stack.url, redis_server.url) as runtime:
@@ -128,12 +128,12 @@ def test_evaluations_set_every_new_series_and_forget_policy_drops_them(
             top = cluster.policy(name)["status"].get("topCorrelations") or []
             assert {(c["leader"], c["follower"]) for c in top} <= set(series)
 
-            # The plan entered Proposed, then Executed (dry-run), each counted once.
-            assert plan["status"]["phase"] == "Executed"
+            # The plan entered Proposed, then DryRun (recorded, not sent), each counted once.
+            assert plan["status"]["phase"] == "DryRun"
             assert sample("aiops_plan_transitions_total", action="annotate", phase="Proposed") == (
                 proposed_before + 1
             )
-            assert sample("aiops_plan_transitions_total", action="annotate", phase="Executed") == (
+            assert sample("aiops_plan_transitions_total", action="annotate", phase="DryRun") == (
                 executed_before + 1
             )
 

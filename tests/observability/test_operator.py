@@ -96,7 +96,7 @@ def test_the_operator_serves_metrics_readiness_traces_and_json_logs(
         cluster.apply(always_policy(name))
         plan = wait_for(
             lambda: next(
-                (p for p in cluster.plans() if (p.get("status") or {}).get("phase") == "Executed"), None
+                (p for p in cluster.plans() if (p.get("status") or {}).get("phase") == "DryRun"), None
             ),
             timeout=TIMEOUT_S,
             what="an executed (dry-run) plan",
@@ -120,7 +120,7 @@ def test_the_operator_serves_metrics_readiness_traces_and_json_logs(
         assert value_of(samples, "aiops_build_info", version=__version__) == 1
         scored = {s.labels["metric"] for s in samples if s.name == "aiops_metric_anomaly_score"}
         assert scored == METRIC_NAMES
-        executed = value_of(samples, "aiops_plan_transitions_total", action="annotate", phase="Executed")
+        executed = value_of(samples, "aiops_plan_transitions_total", action="annotate", phase="DryRun")
         assert executed is not None and executed >= 1
         assert value_of(samples, "aiops_anomalies_total", **ns) is not None
         assert value_of(samples, "aiops_false_positive_ratio", **ns) is None  # no verdict yet
@@ -176,7 +176,7 @@ def test_the_operator_serves_metrics_readiness_traces_and_json_logs(
         for r in records
         if r["message"].startswith(f"plan {plan_name}: ") or r["message"].endswith(f"verdict on {plan_name}")
     ]
-    assert any(r["message"].endswith("-> Executed") for r in plan_lines), plan_lines
+    assert any(r["message"].endswith("-> DryRun") for r in plan_lines), plan_lines
     assert any("stored the true-positive verdict" in r["message"] for r in plan_lines), plan_lines
     for record in plan_lines:
         assert record.get("plan") == plan_name, record

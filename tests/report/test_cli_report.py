@@ -110,8 +110,9 @@ def test_report_of_a_plan_on_the_cluster_with_its_timeline(
 ) -> None:
     ns = cluster_plan["namespace"]
     done = ajan("report", PLAN, "-n", ns, "--kubeconfig", str(kube.admin_kubeconfig), cwd=cwd)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
     page = cwd / f"{PLAN}.html"  # the default output
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"wrote {page}\n"  # nothing else, and where the page is
     doc = Page(page.read_text(encoding="utf-8"))
     words = " ".join(doc.all_text.split())
     assert f"{ns}/{PLAN}" in words and "Executed" in words
@@ -207,14 +208,14 @@ def test_report_of_a_plan_written_by_the_operator(
 
     def executed() -> dict[str, Any] | None:
         plans = cluster.plans()
-        done = [p for p in plans if (p.get("status") or {}).get("phase") == "Executed"]
+        done = [p for p in plans if (p.get("status") or {}).get("phase") == "DryRun"]
         return done[0] if done else None
 
     plan = wait_for(executed, timeout=OPERATOR_TIMEOUT_S, what="a plan recorded (dry-run)", interval=1.0)
     name = plan["metadata"]["name"]
     done = ajan("report", name, "-n", namespace, "--kubeconfig", str(kube.admin_kubeconfig), cwd=cwd,
                 env={"AJAN_PROMETHEUS_URL": stack.url})  # fmt: skip
-    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.returncode == 0 and done.stderr.startswith("wrote "), done.stderr
     doc = Page((cwd / f"{name}.html").read_text(encoding="utf-8"))
     words = " ".join(doc.all_text.split())
     assert f"from {stack.url}" in words

@@ -99,6 +99,19 @@ def test_stale_data_is_insufficient() -> None:
         assess(spec(), window(v))
 
 
+def test_every_metric_without_enough_data_is_named_at_once() -> None:
+    """A user fixes all of their queries in one go: each failing metric, and only those, is named."""
+    v = healthy()
+    v[::3, 1] = np.nan  # errors: too sparse
+    v[-5:, 0] = np.nan  # latency: stale
+    with pytest.raises(InsufficientData) as raised:
+        assess(spec(), window(v))
+    message = str(raised.value)
+    assert "metric errors: 67% of" in message and "metric latency: newest sample is 150s old" in message
+    named = {name for name in ("latency", "errors", "queue", "throughput") if f"metric {name}:" in message}
+    assert named == {"latency", "errors"}
+
+
 def test_too_short_a_window_says_what_to_change() -> None:
     with pytest.raises(InsufficientData, match="lengthen window or shorten step"):
         assess(spec(), window(healthy(rows=20)))
@@ -131,3 +144,22 @@ def test_detector_is_scaled_to_the_window(rows: int) -> None:
     assert config.min_periods + config.level_window + config.min_calibration <= rows
     assert config.trend_horizon < rows and config.trend_window <= rows
     assert config.z_half == 4.0
+
+
+def test_queries_failing_alike_are_all_named_and_the_most_telling_kind_wins() -> None:
+    """Of several failed queries, the kind a person should fix first is reported (a refused query
+    before missing data), naming every metric that failed that way."""
+    from ajan.clients.prometheus import QueryFailed
+    from ajan.services.window import raise_most_telling
+
+    empty = [InsufficientData("no series"), InsufficientData("no series"), None, None]
+    with pytest.raises(InsufficientData) as raised:
+        raise_most_telling(spec(), empty)
+    assert str(raised.value) == "metric latency: no series; metric errors: no series"
+
+    mixed = [InsufficientData("no series"), QueryFailed("parse error"), None, QueryFailed("bad")]
+    with pytest.raises(QueryFailed) as refused:
+        raise_most_telling(spec(), mixed)
+    said = str(refused.value)
+    assert "metric errors: parse error" in said and "metric throughput: bad" in said
+    assert "latency" not in str(refused.value)

@@ -118,6 +118,17 @@ class Cluster:
         conditions = (self.policy(name).get("status") or {}).get("conditions") or []
         return next((c for c in conditions if c["type"] == type_), None)
 
+    def plan(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "remediationplans", name
+        )
+        return got
+
+    def plan_condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        """The plan's condition of type ``type_``, or None while it has none."""
+        conditions = (self.plan(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
     def evaluations_after(self, name: str, after: str, count: int, timeout: float) -> None:
         """Wait until the policy was evaluated ``count`` more times after ``after`` (lastEvaluationTime)."""
         seen: set[str] = set()

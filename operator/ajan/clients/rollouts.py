@@ -9,6 +9,8 @@ differs (the official client writes ``json.dumps`` output, the plugin compact Go
 - pause     ``{"spec": {"paused": true}}``, merge patch, main resource;
 - abort     ``{"status": {"abort": true}}``, merge patch, status subresource;
 - retry     ``{"status": {"abort": false}}``, merge patch, status subresource;
+- unpause   ``{"spec": {"paused": false}}``, merge patch, main resource (promote's ``unpausePatch``
+            alone: how ajan reverts its own pause);
 - promote   ``{"status": {"pauseConditions": null}}``, merge patch, status subresource, then
             ``{"spec": {"paused": false}}``, merge patch, main resource (variants below);
 - rollback  ``[{"op": "replace", "path": "/spec/template", "value": ...}]``, JSON patch, main resource;
@@ -86,7 +88,7 @@ CONFIDENCE_ANNOTATION: Final = f"{ANNOTATION_PREFIX}confidence"
 
 PatchType = Literal["merge", "json"]
 Subresource = Literal["", "status"]
-Verb = Literal["pause", "abort", "retry", "promote", "rollback", "annotate"]
+Verb = Literal["pause", "unpause", "abort", "retry", "promote", "rollback", "annotate"]
 Object = dict[str, Any]
 T = TypeVar("T")
 
@@ -159,6 +161,18 @@ def retry() -> RolloutPatch:
     """``kubectl argo rollouts retry rollout``: leave the aborted state (the canary starts again)."""
     return RolloutPatch(
         "retry", "merge", "status", {"status": {"abort": False}}, "cmd/retry/retry.go RetryRollout"
+    )
+
+
+def unpause() -> RolloutPatch:
+    """Undo ``kubectl argo rollouts pause`` and nothing else: the plugin's ``unpausePatch``.
+
+    What ajan sends to revert its own pause (a false positive). Unlike a promote it leaves
+    ``status.pauseConditions`` alone: a canary step's own pause stays, and the canary does not
+    move on a step because ajan was wrong.
+    """
+    return RolloutPatch(
+        "unpause", "merge", "", {"spec": {"paused": False}}, "cmd/promote/promote.go unpausePatch"
     )
 
 

@@ -3,17 +3,20 @@
 The policy's loop is the only writer of its plans' status (one writer, no races); this handler wakes
 it for an approval or a false positive to revert, and copies a verdict set with ``kubectl`` into the
 feedback store (Redis), where later decisions read it. A raw event handler: it keeps no state on the
-plan, so ajan needs no patch permission on plans for it.
+plan, so ajan needs no patch permission on plans for it. Filtered: only events that ask something
+of ajan reach it (the operator's own status writes, most events, do not).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
+from pydantic import ValidationError
 
 from ajan import logs, metrics
 from ajan.clients.feedback_store import FeedbackUnavailableError
@@ -26,7 +29,41 @@ from ajan.services.reconcile import Runtime
 STORE_RETRY_S: Final = 10.0
 
 
-@kopf.on.event(GROUP, VERSION, "remediationplans")
+def _verdict_key(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a stored verdict is known by: the plan, the verdict, when, and how strong the alarm got."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    feedback = Feedback.model_validate(spec["feedback"])
+    plan = {"metadata": dict(meta), "spec": dict(spec), "status": dict(body.get("status") or {})}
+    moved = plan_shifts(plan)
+    return (
+        meta["namespace"],
+        meta["name"],
+        feedback.verdict.value,
+        str(feedback.at),
+        str(sorted(moved.items())),
+    )
+
+
+def _awaits_ajan(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    """Whether this event asks something of ajan: a verdict it has not stored, an approval of a
+    plan still waiting, or a false positive to revert. Every other event (the operator's own status
+    writes, most of them) skips the handler, and with it kopf's "Handler ... succeeded" line."""
+    spec = body.get("spec") or {}
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return False
+    if spec.get("feedback") is not None and runtime.feedback is not None:
+        try:
+            if _verdict_key(body) not in runtime.stored_verdicts:
+                return True
+        except ValidationError:
+            return False  # the schema stops such a verdict; nothing to store
+    phase = (body.get("status") or {}).get("phase")
+    approved = spec.get("approval") is not None and phase in (None, PlanPhase.PROPOSED.value)
+    return approved or needs_revert(body)
+
+
+@kopf.on.event(GROUP, VERSION, "remediationplans", when=_awaits_ajan)
 async def person_decided(
     *, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
@@ -62,13 +99,7 @@ async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger)
     meta = body["metadata"]
     plan = {"metadata": dict(meta), "spec": dict(body["spec"]), "status": dict(body.get("status") or {})}
     moved = plan_shifts(plan)
-    key = (
-        meta["namespace"],
-        meta["name"],
-        feedback.verdict.value,
-        str(feedback.at),
-        str(sorted(moved.items())),
-    )
+    key = _verdict_key(body)
     if key in runtime.stored_verdicts:
         return
     runtime.stored_verdicts.add(key)

@@ -43,7 +43,9 @@ class PlanPhase(StrEnum):
     EXECUTING = "Executing"
     """The action is being sent to the Rollout."""
     EXECUTED = "Executed"
-    """The action was applied (in dry-run mode: recorded in status.dryRunPatch, not sent)."""
+    """The action was applied to the Rollout."""
+    DRY_RUN = "DryRun"
+    """Dry-run mode: the exact patch was recorded in status.dryRunPatch and not sent."""
     REJECTED = "Rejected"
     """A person declined it (spec.approval.approved false)."""
     EXPIRED = "Expired"
@@ -273,7 +275,8 @@ class RemediationPlanStatus(KubeModel):
 
     phase: PlanPhase | None = None
     """Life cycle: Proposed; then Approved, Rejected or Expired (approve mode); Executing; Executed or
-    Failed. Superseded when a newer plan replaces it, Resolved when the anomaly ends first."""
+    Failed (DryRun in dry-run mode: recorded, not sent). Superseded when a newer plan replaces it,
+    Resolved when the anomaly ends."""
 
     conditions: list[Condition] = conditions_field("Details of the current phase.")
 
@@ -287,10 +290,12 @@ class RemediationPlanStatus(KubeModel):
     """When the plan reached a final phase."""
 
     dry_run_patch: Annotated[StrictStr, StringConstraints(max_length=65536)] | None = None
-    """The exact patch that was (or, in dry-run mode, would have been) sent to the Rollout."""
+    """The exact patches that were (or, in dry-run mode, would have been) sent to the Rollout, one
+    JSON document per line, in the order sent: the action's, then the annotations naming the plan."""
 
     patch_request: Annotated[StrictStr, StringConstraints(max_length=1024)] | None = None
-    """Where that patch goes and how: method, path (with subresource) and content type."""
+    """Where each of those patches goes and how, one line each: method, path (with subresource) and
+    content type."""
 
     expires_at: AwareDatetime | None = None
     """When a plan waiting for approval expires (approve mode)."""

@@ -348,6 +348,8 @@ class DegradedReason(StrEnum):
     """Too few samples in the window (see anomaly.minCoverage), or none recent enough."""
     INVALID_SPEC = "InvalidSpec"
     """The spec cannot be evaluated (the operator refuses what the API server would refuse)."""
+    TARGET_NOT_FOUND = "TargetNotFound"
+    """The Rollout named by targetRef does not exist: there is nothing to guard, and no plan is made."""
 
 
 IncidentId = Annotated[StrictStr, StringConstraints(pattern=r"^[a-z0-9]{1,16}$")]
@@ -384,7 +386,8 @@ class CorrelationPolicyStatus(KubeModel):
     """Observed state of a CorrelationPolicy, written by the operator."""
 
     conditions: list[Condition] = conditions_field(
-        "Ready and Degraded (reasons PrometheusUnavailable, QueryFailed, InsufficientData)."
+        "Ready and Degraded (reasons PrometheusUnavailable, QueryFailed, InsufficientData, "
+        "InvalidSpec, TargetNotFound)."
     )
 
     observed_generation: Generation | None = None

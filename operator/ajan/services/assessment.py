@@ -180,22 +180,22 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> float:
     present = np.isfinite(values)
     share = present.mean(axis=0) if rows else np.zeros(len(window.names))
     need = spec.anomaly.min_coverage
-    for name, got in zip(window.names, share.tolist(), strict=True):
-        if got < need:
-            raise InsufficientData(
-                f"metric {name}: {got:.0%} of the window's {rows} samples are present; "
-                f"anomaly.minCoverage is {need:.0%}"
-            )
+    problems = [
+        f"metric {name}: {got:.0%} of the window's {rows} samples are present; "
+        f"anomaly.minCoverage is {need:.0%}"
+        for name, got in zip(window.names, share.tolist(), strict=True)
+        if got < need
+    ]
     # A minute, or three steps, but never more than a quarter of a short window.
     stale = max(STALE_ROWS, min(math.ceil(60.0 / window.step_s), rows // 4))
     for i, name in enumerate(window.names):
         seen = np.flatnonzero(present[:, i])
         age = rows - 1 - int(seen[-1]) if seen.size else rows
-        if age > stale:
-            raise InsufficientData(
-                f"metric {name}: newest sample is {age * window.step_s:g}s old; "
-                f"no action is taken on stale data"
-            )
+        if age > stale and share[i] >= need:
+            problems.append(f"metric {name}: newest sample is {age * window.step_s:g}s old")
+    if problems:
+        # Every metric at once, so that a user fixes all of their queries in one go.
+        raise InsufficientData("; ".join(problems) + "; no action is taken without enough recent data")
     recent = present[-max(PERSISTENCE_ROWS, rows // 6) :]
     return float(recent.mean())
 

@@ -3,11 +3,17 @@
 The policy's evaluation loop calls :meth:`Executor.progress` after each good evaluation (never on
 missing or stale data), so one writer moves a policy's plans on:
 
-* **dry-run**: the patch that would be sent is built from the Rollout as it is and recorded in the
-  plan's status (``dryRunPatch``, ``patchRequest``); the phase becomes Executed; nothing is sent.
+* **dry-run**: the patches that would be sent are built from the Rollout as it is and recorded in
+  the plan's status (``dryRunPatch``, ``patchRequest``); the phase becomes DryRun; nothing is sent.
 * **approve**: the plan waits in Proposed until a person sets ``spec.approval`` (Approved, then as
-  auto; or Rejected), and expires after ``remediation.approvalTimeout``.
+  auto; or Rejected), and expires after ``remediation.approvalTimeout``. An annotation does not
+  wait: it changes nothing the canary does, so it is carried out as in auto mode.
 * **auto**: the action is taken at once, within the limits.
+
+Every action also annotates the Rollout with the plan that took it (a second patch, after the
+plugin's), so the Rollout always names the newest plan that acted on it, not an earlier weaker one.
+The plan's conditions follow its phase: AwaitingApproval, Throttled and Executing become False
+when the plan moves past them (:func:`ajan.services.conditions.settle_transient`).
 
 Limits (:func:`throttle`): annotations are free. Other actions wait for ``remediation.cooldown``
 after the policy's last action unless they are stronger (an escalation is never held back); at most
@@ -47,7 +53,7 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.models.common import rfc3339
-from ajan.services.conditions import condition, with_condition
+from ajan.services.conditions import condition, settle_transient, with_condition
 from ajan.services.incident import ACTION_RANK
 
 #: Plans the executor still has to move on.
@@ -267,29 +273,24 @@ class Executor:
         return notes
 
     async def _revert(self, plan: Mapping[str, Any], now: datetime) -> list[ExecutionNote]:
-        """A person said the alarm was false: let the canary go on (promote after a pause, retry after
-        an abort, as `kubectl argo rollouts` does). Once: a Reverted condition records it."""
+        """A person said the alarm was false: undo ajan's action (unpause after a pause, retry after an
+        abort, as `kubectl argo rollouts` does). Once: a Reverted condition records it."""
         name = plan["metadata"]["name"]
         target = plan["spec"]["targetRef"]["name"]
         action = Action(plan["spec"]["action"])
         try:
             rollout = await self.client.get(self.namespace, target)
-            if action is Action.PAUSE:
-                held = (rollout.get("spec") or {}).get("paused") or (rollout.get("status") or {}).get(
-                    "pauseConditions"
-                )
-                # promote is not idempotent (it may skip a step): only while the Rollout is still held.
-                sent = await self.client.promote(self.namespace, target) if held else ()
-            else:
-                patch = rollouts.retry()
-                sent = () if rollouts.applied(rollout, patch) else (patch,)
-                for one in sent:
-                    await self.client.apply(self.namespace, target, one)
+            # Undo what ajan did and nothing more: its spec.paused (a canary step's own pause stays,
+            # and the canary does not move on), or its abort.
+            patch = rollouts.unpause() if action is Action.PAUSE else rollouts.retry()
+            sent = () if rollouts.applied(rollout, patch) else (patch,)
+            for one in sent:
+                await self.client.apply(self.namespace, target, one)
             after = await self.client.get(self.namespace, target)
         except ApiException as err:
             self.log.warning("plan %s: reverting failed: HTTP %s %s", name, err.status, err.reason)
             return []
-        verb = "promote" if action is Action.PAUSE else "retry"
+        verb = "unpause" if action is Action.PAUSE else "retry"
         text = "; ".join(p.render() for p in sent) or "nothing: the Rollout already went on"
         status = plan.get("status") or {}
         reverted = condition(
@@ -314,7 +315,8 @@ class Executor:
         status = dict(plan.get("status") or {})
         phase = status.get("phase")
         mode = RemediationMode(pspec.get("mode", RemediationMode.DRY_RUN.value))
-        if phase in (None, PlanPhase.PROPOSED.value) and mode is RemediationMode.APPROVE:
+        waits = mode is RemediationMode.APPROVE and pspec["action"] != Action.ANNOTATE.value
+        if phase in (None, PlanPhase.PROPOSED.value) and waits:
             approval = pspec.get("approval")
             if approval is None:
                 return await self._await_approval(plan, spec, now)
@@ -386,7 +388,7 @@ class Executor:
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         status = dict(plan.get("status") or {})
-        conditions = with_condition(status.get("conditions") or [], cond)
+        conditions = settle_transient(with_condition(status.get("conditions") or [], cond), phase, now)
         patch: dict[str, Any] = {"phase": phase.value, "conditions": conditions, **(extra or {})}
         if resolved:
             patch["resolvedAt"] = rfc3339(now)
@@ -424,24 +426,23 @@ class Executor:
             ]
         try:
             rollout = await self.client.get(self.namespace, target)
-            patch = await self._build(plan, action, rollout)
+            patches = await self._build(plan, action, rollout)
         except ApiException as err:
             return await self._api_error(plan, now, err, "reading")
         except rollouts.RolloutError as err:
             await self._fail(plan, now, type(err).__name__.removesuffix("Error"), str(err))
             return [ExecutionNote(name, "CannotAct", f"{name}: {err}", warning=True)]
-        request = describe_request(self.namespace, target, patch) if patch else None
-        recorded = {
-            "dryRunPatch": patch.render() if patch else "",
-            "patchRequest": request or "none: already in place",
-        }
+        request = "\n".join(describe_request(self.namespace, target, p) for p in patches)
+        recorded = {"dryRunPatch": "\n".join(p.render() for p in patches), "patchRequest": request}
 
         if mode is RemediationMode.DRY_RUN:
-            await self._set(plan, PlanPhase.EXECUTED, now, condition(
+            await self._set(plan, PlanPhase.DRY_RUN, now, condition(
                 "DryRun", ConditionStatus.TRUE, "DryRun", "not sent (dry-run mode): see dryRunPatch", now,
             ), extra={**recorded, "executedAt": rfc3339(now)})  # fmt: skip
             await self._notify(spec, plan, "recorded (dry-run)")
-            return [ExecutionNote(name, "DryRun", f"{name}: would send {request}: {recorded['dryRunPatch']}")]
+            lines = zip(request.splitlines(), patches, strict=True)
+            shown = "; ".join(f"{r}: {p.render()}" for r, p in lines)
+            return [ExecutionNote(name, "DryRun", f"{name}: would send {shown}")]
 
         if not executing:
             wait = throttle(
@@ -479,12 +480,14 @@ class Executor:
                 plan,
                 PlanPhase.EXECUTING,
                 now,
-                condition("Executing", ConditionStatus.TRUE, "Sending", f"{request}", now),
+                condition("Executing", ConditionStatus.TRUE, "Sending", request, now),
                 extra=recorded,
             )
 
         try:
-            if patch is not None and not rollouts.applied(rollout, patch):
+            for patch in patches:
+                if rollouts.applied(rollout, patch):
+                    continue
                 if patch.type == "json":  # a rollback: re-read, re-decide and retry on conflict
                     await self.client.rollback(self.namespace, target)
                 else:
@@ -495,14 +498,13 @@ class Executor:
         except rollouts.RolloutError as err:  # conflicts beyond the retries: try again next time
             self.log.warning("plan %s: %s; retrying at the next evaluation", name, err)
             return []
-        if patch is not None and not rollouts.applied(after, patch):
+        if not all(rollouts.applied(after, patch) for patch in patches):
             await self._fail(
                 plan, now, "NotApplied", "the Rollout does not show the patch's effect after it was sent"
             )
             return [ExecutionNote(name, "NotApplied", f"{name}: not applied", warning=True)]
         await self._set(plan, PlanPhase.EXECUTED, now, condition(
-            "Executed", ConditionStatus.TRUE, "Applied",
-            f"{action.value} applied to rollout {target}" if patch else "nothing to send: in place", now,
+            "Executed", ConditionStatus.TRUE, "Applied", f"{action.value} applied to rollout {target}", now,
         ), extra={"executedAt": rfc3339(now)})  # fmt: skip
         if action is not Action.ANNOTATE:
             self.limit.record(now)
@@ -514,19 +516,21 @@ class Executor:
 
     async def _build(
         self, plan: Mapping[str, Any], action: Action, rollout: Mapping[str, Any]
-    ) -> rollouts.RolloutPatch | None:
+    ) -> tuple[rollouts.RolloutPatch, ...]:
+        """The patches of the plan's action, in sending order: the plugin's patch (none for a
+        rollback already in place), then ajan's annotations naming this plan."""
         name = plan["metadata"]["name"]
         confidence = float(plan["spec"]["confidence"])
-        if action is Action.ANNOTATE:
-            return rollouts.annotate(name, action.value, confidence)
+        label = rollouts.annotate(name, action.value, confidence)
         if action is Action.PAUSE:
-            return rollouts.pause()
+            return rollouts.pause(), label
         if action is Action.ABORT:
-            return rollouts.abort()
+            return rollouts.abort(), label
         if action is Action.ROLLBACK:
             replicasets = await self.client.replicasets(self.namespace, rollout)
-            return rollouts.rollback(rollout, replicasets)
-        return None
+            undo = rollouts.rollback(rollout, replicasets)
+            return (undo, label) if undo is not None else (label,)
+        return (label,)
 
     async def _fail(self, plan: Mapping[str, Any], now: datetime, reason: str, message: str) -> None:
         self.log.warning("plan %s failed (%s): %s", plan["metadata"]["name"], reason, message)

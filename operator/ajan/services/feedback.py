@@ -296,7 +296,12 @@ def apply_feedback(
         reason = (
             f"like {fp} alarm(s) operators called false positive, no stronger, and like no confirmed "
             f"incident: annotating only (confidence odds x{ratio:.2g})"
-            + (f"; marginal anomalies not counted as news: {', '.join(marginal)}" if marginal else "")
+            + (
+                f"; {', '.join(marginal)} also moved, but too little (anomaly score under "
+                f"{DECISIVE_SCORE:g}) to make this alarm stronger than or different from the rejected one"
+                if marginal
+                else ""
+            )
         )
     elif like_confirmed:
         reason = f"like a confirmed incident ({tp} confirmed, {fp} rejected): confidence odds x{ratio:.2g}"

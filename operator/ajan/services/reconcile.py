@@ -56,7 +56,7 @@ from ajan.models import (
 )
 from ajan.models.common import rfc3339
 from ajan.services.assessment import Assessment, assess
-from ajan.services.conditions import set_condition
+from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
 from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts, refine
 from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
@@ -72,7 +72,7 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 INVALID_SPEC_RETRY_S: Final = 60.0
 #: Plan phases an incident may still move: superseded on escalation, resolved on recovery.
 WAITING: Final = frozenset({None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value})
-RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED.value}
+RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED.value, PlanPhase.DRY_RUN.value}
 #: A plan's peakShifts are rewritten when a metric moved this many times further than recorded.
 PEAK_STEP: Final = 1.1
 #: A plan's evidence is rewritten when the confidence moves by a step of this size (or the set of
@@ -260,6 +260,7 @@ class PolicyEvaluator:
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
         self._peaks: dict[str, dict[str, float]] = {}  # plan name -> its peakShifts
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
+        self._rollout: dict[str, Any] | None = None  # the target as read by this evaluation
         self.executor = (
             Executor(runtime.rollouts, runtime.kube, runtime.limit, runtime.http, namespace, name, self.log)
             if runtime.rollouts is not None
@@ -335,6 +336,10 @@ class PolicyEvaluator:
                 status, DegradedReason.PROMETHEUS_UNAVAILABLE, message, now, generation
             )
             return Report(delay, None, DegradedReason.PROMETHEUS_UNAVAILABLE.value, notes)
+        missing = await self._missing_target(spec)
+        if missing is not None:
+            notes = await self._degraded(status, DegradedReason.TARGET_NOT_FOUND, missing, now, generation)
+            return Report(delay, None, DegradedReason.TARGET_NOT_FOUND.value, notes)
         try:
             opened_at = self.incident.opened_at.timestamp() if self.incident else None
             bounds = window_bounds(spec, self.runtime.clock(), opened_at)
@@ -498,16 +503,31 @@ class PolicyEvaluator:
             except Exception as err:  # an Event is a courtesy: never let it stop the work
                 self.log.warning("could not post event %s on %s: %s", note.reason, meta["name"], err)
 
-    async def _gitops(self, spec: CorrelationPolicySpec) -> GitOps | None:
-        """Whether Argo CD or Flux syncs the target Rollout (None if unknown or unreadable)."""
+    async def _missing_target(self, spec: CorrelationPolicySpec) -> str | None:
+        """Why the policy guards nothing (its Rollout does not exist), or None.
+
+        Read at every evaluation: a policy must not look Ready while its target is gone, and the
+        Rollout read here is also what the GitOps probe of a new plan looks at. Another error
+        (the API server busy, a 5xx) is not the target's absence: the evaluation goes on.
+        """
+        self._rollout = None
         if self.runtime.rollouts is None:
             return None
+        name = spec.target_ref.name
         try:
-            rollout = await self.runtime.rollouts.get(self.namespace, spec.target_ref.name)
+            self._rollout = await self.runtime.rollouts.get(self.namespace, name)
         except ApiException as err:
-            self.log.warning("cannot read rollout %s: HTTP %s", spec.target_ref.name, err.status)
-            return None
-        return gitops_of(rollout) if rollout is not None else None
+            if err.status == 404:
+                return (
+                    f"rollout {name} not found in namespace {self.namespace}: nothing to guard, no plan "
+                    "is made until it exists (check spec.targetRef.name)"
+                )
+            self.log.warning("cannot read rollout %s: HTTP %s", name, err.status)
+        return None
+
+    def _gitops(self) -> GitOps | None:
+        """Whether Argo CD or Flux syncs the target Rollout (None if unknown or unreadable)."""
+        return gitops_of(self._rollout) if self._rollout is not None else None
 
     async def _carry_out(
         self,
@@ -522,7 +542,7 @@ class PolicyEvaluator:
         if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
             assert incident is not None and decision.rung is not None
             rung = decision.rung
-            gitops = await self._gitops(spec)
+            gitops = self._gitops()
             if gitops is not None and incident.action is Action.ROLLBACK:
                 # The next sync would undo a rollback of spec.template; abort changes only status.
                 incident = incident.model_copy(
@@ -684,7 +704,7 @@ class PolicyEvaluator:
             if name == incident.plan or phase not in WAITING:
                 continue
             condition = set_condition(
-                [],
+                list((plan.get("status") or {}).get("conditions") or []),
                 "Superseded",
                 ConditionStatus.TRUE,
                 "Escalated",
@@ -702,6 +722,7 @@ class PolicyEvaluator:
     ) -> None:
         """Write a plan's last phase (Superseded or Resolved) and when, and count the transition."""
         name = plan["metadata"]["name"]
+        conditions = settle_transient(conditions, phase, now)
         with logs.bind(plan=name):
             await self.runtime.kube.patch_plan_status(
                 self.namespace,

@@ -55,7 +55,8 @@ class Bounds:
 
 def raise_most_telling(spec: CorrelationPolicySpec, results: Sequence[object]) -> None:
     """Of the per-metric ``results`` (as ``gather(..., return_exceptions=True)`` gives them), raise the
-    error a person should see first, its message naming the metric; any other exception as is."""
+    error a person should see first, its message naming the metric and every other metric that
+    failed the same way; any other exception as is."""
     errors: list[tuple[str, MetricSourceError]] = []
     for metric, result in zip(spec.metrics, results, strict=True):
         if isinstance(result, MetricSourceError):
@@ -63,8 +64,11 @@ def raise_most_telling(spec: CorrelationPolicySpec, results: Sequence[object]) -
         elif isinstance(result, BaseException):
             raise result
     if errors:
-        name, error = min(errors, key=lambda item: _rank(item[1]))
-        error.message = f"metric {name}: {error.message}"
+        rank = min(_rank(error) for _, error in errors)
+        # Every metric failing the same way, so that a user fixes all of their queries in one go.
+        same = [(name, error) for name, error in errors if _rank(error) == rank]
+        error = same[0][1]
+        error.message = "; ".join(f"metric {name}: {e.message}" for name, e in same)
         error.args = (error.message,)
         raise error
 
