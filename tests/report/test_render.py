@@ -241,3 +241,36 @@ def test_fetch_timeline_never_raises_for_prometheus() -> None:
     assert "no Prometheus URL" in (fetch_timeline(policy(), at, None, now=at).unavailable or "")
     assert "not http" in (fetch_timeline(policy(), at, "ftp://x", now=at).unavailable or "")
     assert "could not be read" in (fetch_timeline(None, at, "http://x", now=at).unavailable or "")
+
+
+def test_a_flat_metric_is_drawn_on_an_axis_around_its_own_value() -> None:
+    """A constant 0.002 on an axis from -1 to 1 reads as zero; the axis is around the value."""
+    timeline = series()
+    flat = MetricSeries(
+        "queue-depth", "q", timeline.series[2].timestamps, np.full(timeline.series[2].values.size, 0.002)
+    )
+    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window_s,
+                        (*timeline.series[:2], flat, timeline.series[3]), source=timeline.source)  # fmt: skip
+    charts = svgs(page(timeline=timeline))
+    chart = next(c for c in charts if c.find("{http://www.w3.org/2000/svg}title").text == "queue-depth")
+    labels = [
+        float(t.text)
+        for t in chart.iter("{http://www.w3.org/2000/svg}text")
+        if re.fullmatch(r"-?[\d.e+-]+", t.text or "")
+    ]
+    assert labels and all(0.0 <= v <= 0.004 for v in labels), labels
+
+
+def test_a_settled_plan_shows_no_approval_deadline_and_the_ladder_decides_severity() -> None:
+    body = plan_body()
+    body["status"]["expiresAt"] = "2099-01-01T00:00:00Z"
+    body["status"]["phase"] = "Resolved"
+    words = " ".join(Page(page(RemediationPlan.model_validate(body))).all_text.split())
+    assert "approval deadline" not in words
+    assert (
+        "come from the policy's ladder (the rung its confidence reached), not from these probabilities"
+        in words
+    )
+    body["status"]["phase"] = "Proposed"
+    waiting = " ".join(Page(page(RemediationPlan.model_validate(body))).all_text.split())
+    assert "approval deadline" in waiting
