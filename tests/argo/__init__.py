@@ -1,0 +1,1 @@
+"""Tests against a real Argo Rollouts controller, with kwok's simulated nodes running the pods."""
