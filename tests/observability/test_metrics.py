@@ -42,7 +42,7 @@ PER_POLICY = (
 RESULTS = {"evaluated", "PrometheusUnavailable", "QueryFailed", "InsufficientData", "InvalidSpec", "error"}
 BOUNDED: dict[str, set[str]] = {
     "result": RESULTS,
-    "reason": RESULTS | {"unauthenticated", "rate-limited", "invalid", "not-found", "unavailable"},
+    "reason": RESULTS | set(metrics.REJECT_REASONS),
     "action": {a.value for a in Action},
     "phase": {p.value for p in PlanPhase},
     "verdict": {v.value for v in Verdict},
