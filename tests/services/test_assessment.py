@@ -35,6 +35,16 @@ def test_slo_degradation_climbs_the_ladder_with_its_size() -> None:
     assert top.since is not None and top.since.timestamp() >= window(v).timestamps[-12]
 
 
+def test_metrics_that_are_anomalous_only_together_are_named() -> None:
+    v = healthy()
+    v[-10:, :3] *= 1.15  # latency, errors and queue each a little worse
+    result = assess(spec(), window(v))
+    threshold = spec().anomaly.threshold
+    assert max(result.metric_scores.values()) < threshold <= result.score, result.metric_scores
+    named = {a.metric for a in result.evidence.anomalies}
+    assert named == {"latency", "errors", "queue"}, named
+
+
 def test_improvement_is_not_an_incident() -> None:
     v = healthy()
     v[-10:, 0] *= 0.3  # latency much better: objective max, so not bad

@@ -334,7 +334,7 @@ def assess(
     confidence = float(np.clip(confidence, 0.0, 1.0))
 
     base, cur = window.values[:split].T, window.values[split:].T
-    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, base, cur)
+    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, score, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
     drifted = [
         Drift(
@@ -389,18 +389,27 @@ def _anomalies(
     z_now: FloatArray,
     orient: FloatArray,
     metric_scores: FloatArray,
+    score: float,
     base: FloatArray,
     cur: FloatArray,
 ) -> list[Anomaly]:
     """The metrics whose score now reaches ``anomaly.threshold``, most anomalous first.
+
+    When none reaches it but their aggregate ``score`` does, those within half of the highest
+    metric's score: several metrics each under the threshold can together make an anomaly (and
+    climb a rung), and the evidence must still name what moved.
 
     ``z`` covers the rows from ``split`` on (the part judged against the baseline).
     """
     threshold = spec.anomaly.threshold
     z_half = spec.anomaly.effective_z_half()
     tails = percentile_shift(cur, base)
+    listed = np.flatnonzero(metric_scores >= threshold)
+    top = float(metric_scores.max(initial=0.0))
+    if listed.size == 0 and score >= threshold and top > 0.0:
+        listed = np.flatnonzero(metric_scores >= top / 2)
     out = []
-    for i in np.flatnonzero(metric_scores >= threshold).tolist():
+    for i in listed.tolist():
         column = window.values[:, i]
         finite = np.flatnonzero(np.isfinite(column))
         # Onset: after the last row whose score was under half the threshold (a dip does not reset it).
