@@ -334,7 +334,9 @@ def assess(
     confidence = float(np.clip(confidence, 0.0, 1.0))
 
     base, cur = window.values[:split].T, window.values[split:].T
-    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, score, base, cur)
+    rung = rung_for(confidence, spec.remediation.ladder)
+    decisive = score >= spec.anomaly.threshold or rung is not None
+    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, decisive, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
     drifted = [
         Drift(
@@ -372,7 +374,7 @@ def assess(
         breach_probability=breach,
         coverage=coverage,
         confidence=confidence,
-        rung=rung_for(confidence, spec.remediation.ladder),
+        rung=rung,
         metric_scores={n: float(s) for n, s in zip(names, metric_scores.tolist(), strict=True)},
         evidence=Evidence(
             anomalies=anomalies, correlations=correlations, predicted_impact=predicted, drift=drifted
@@ -389,15 +391,16 @@ def _anomalies(
     z_now: FloatArray,
     orient: FloatArray,
     metric_scores: FloatArray,
-    score: float,
+    decisive: bool,
     base: FloatArray,
     cur: FloatArray,
 ) -> list[Anomaly]:
     """The metrics whose score now reaches ``anomaly.threshold``, most anomalous first.
 
-    When none reaches it but their aggregate ``score`` does, those within half of the highest
-    metric's score: several metrics each under the threshold can together make an anomaly (and
-    climb a rung), and the evidence must still name what moved.
+    When none reaches it but the evaluation is ``decisive`` (the aggregate score reaches the
+    threshold, or the confidence a rung of the ladder), those within half of the highest metric's
+    score: several metrics each under the threshold can together make an anomaly and a plan, and its
+    evidence must still name what moved.
 
     ``z`` covers the rows from ``split`` on (the part judged against the baseline).
     """
@@ -406,7 +409,7 @@ def _anomalies(
     tails = percentile_shift(cur, base)
     listed = np.flatnonzero(metric_scores >= threshold)
     top = float(metric_scores.max(initial=0.0))
-    if listed.size == 0 and score >= threshold and top > 0.0:
+    if listed.size == 0 and decisive and top > 0.0:
         listed = np.flatnonzero(metric_scores >= top / 2)
     out = []
     for i in listed.tolist():
