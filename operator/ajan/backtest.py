@@ -1,7 +1,8 @@
 """``ajan backtest``: replay a CorrelationPolicy over Prometheus history, to tune it before enabling it.
 
 The history is fetched once (every metric over ``[from - window, to]`` at the policy's step, in
-requests of at most :data:`~ajan.clients.prometheus.MAX_POINTS` points), then replayed: every
+requests of at most :data:`~ajan.clients.prometheus.MAX_POINTS` points) or read from a CSV file of
+exported metrics (:func:`load_history`), then replayed: every
 ``interval`` from ``from`` to ``to`` the window ending then is cut out of it, assessed with
 :func:`~ajan.services.assessment.assess` and decided on with :func:`~ajan.services.incident.decide`,
 the very functions the operator calls. So a backtest shows what the operator would have done, with
@@ -38,11 +39,11 @@ from ajan.clients.prometheus import (
     MetricSourceError,
 )
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
-from ajan.services.assessment import Assessment, MetricWindow, assess
+from ajan.services.assessment import Assessment, MetricWindow, assess, nominal_rows
 from ajan.services.feedback import assessment_shifts, refine, signature
 from ajan.services.incident import Decision, Outcome, decide
 from ajan.services.window import raise_most_telling, window_bounds
-from ajan.table import InputError
+from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
 #: Requests in flight at once: a long backtest must not flood the user's Prometheus.
 CONCURRENT_QUERIES: Final = 4
@@ -269,6 +270,52 @@ async def fetch_history(
     return MetricWindow(tuple(m.name for m in spec.metrics), grid.timestamps, values, grid.step)
 
 
+def load_history(path: str | Path, spec: CorrelationPolicySpec) -> MetricWindow:
+    """A policy's metrics from a CSV file: a ``timestamp`` column (RFC 3339 / ISO 8601, or epoch
+    seconds) and one column per metric of the policy, named as in the spec (other columns are
+    ignored); empty cells and ``NaN`` are missing samples.
+
+    Rows are placed on the policy's step grid from the first timestamp (to the nearest point): a
+    grid point without a row is a gap, which the replay reports as evaluations without enough data.
+
+    Raises
+    ------
+    BacktestError
+        A missing file, column or timestamp column, a non-numeric value, timestamps out of order or
+        repeated, two rows on one grid point, or an empty file: one line naming it.
+    """
+    names = tuple(m.name for m in spec.metrics)
+    try:
+        table = read_table(path, columns=names, allow_extra=True)
+    except InputError as err:
+        raise BacktestError(str(err)) from None
+    if table.epochs is None:
+        raise BacktestError(f"{path}: no {TIMESTAMP_COLUMN!r} column: a history needs the time of each row")
+    epochs, stamps = table.epochs, table.timestamps or ()
+    order = np.diff(epochs)
+    bad = np.flatnonzero(order <= 0)
+    if bad.size:
+        k = int(bad[0])  # data rows k and k + 1: file lines k + 2 and k + 3
+        what = "is repeated" if order[k] == 0 else f"comes after {stamps[k]} (line {k + 2})"
+        raise BacktestError(
+            f"{path}: timestamp {stamps[k + 1]} (line {k + 3}) {what}: rows must be in time order, "
+            "one per time"
+        )
+    step = parse_duration(spec.step).total_seconds()
+    rows = np.rint((epochs - epochs[0]) / step).astype(np.int64)
+    clash = np.flatnonzero(np.diff(rows) == 0)
+    if clash.size:
+        k = int(clash[0])
+        raise BacktestError(
+            f"{path}: rows {k + 2} and {k + 3} fall on one point of the policy's {spec.step} grid: "
+            "export the metrics at spec.step, or set spec.step to the file's spacing"
+        )
+    values = np.full((int(rows[-1]) + 1, len(names)), np.nan)
+    values[rows] = table.values
+    timestamps = epochs[0] + np.arange(values.shape[0], dtype=np.float64) * step
+    return MetricWindow(names, timestamps, values, step)
+
+
 # --- the replay -----------------------------------------------------------------------------------
 
 
@@ -378,9 +425,18 @@ def window_at(
     bounds = window_bounds(spec, at, opened_at)
     first, last, step = bounds.start, bounds.end, bounds.step
     offset = round((first - float(history.timestamps[0])) / step) if history.timestamps.size else 0
-    if offset < 0:
-        raise ValueError(f"the history starts after the window of {_iso(at)}")
     rows = _points(first, last, step)
+    if offset < 0:
+        # A CSV history may start inside the window (an incident's frozen baseline reaches back
+        # further than --from): the rows before it are missing samples, as a gap in Prometheus is.
+        missing = min(-offset, rows)
+        known = history.tail(rows - missing, rows - missing)
+        return MetricWindow(
+            history.names,
+            first + np.arange(rows, dtype=np.float64) * step,
+            np.vstack([np.full((missing, len(history.names)), np.nan), known.values]),
+            step,
+        )
     return history.tail(offset + rows, rows)
 
 
@@ -569,31 +625,52 @@ async def backtest(
 def run(
     policy_path: str,
     prometheus_url: str | None,
-    start: str,
+    start: str | None,
     end: str,
     *,
     timeout_s: float,
     now: float | None = None,
+    history_path: str | None = None,
 ) -> BacktestResult:
-    """The whole command: read the policy and the range, query Prometheus, replay.
+    """The whole command: read the policy and the range, read the history (Prometheus, or the CSV
+    file ``history_path``), replay.
+
+    With a CSV history, times before "now" count back from the file's last row, ``start`` defaults
+    to the first time the policy's window is full, and ``end`` "now" is the file's last row.
 
     Raises
     ------
     BacktestError
         For any bad input, and when Prometheus cannot answer (unreachable, query refused).
     """
+    policy = load_policy(policy_path)
+    if history_path is not None:
+        history = load_history(history_path, policy.spec)
+        last = float(history.timestamps[-1])
+        first_full = float(history.timestamps[0]) + (nominal_rows(policy.spec) - 1) * history.step_s
+        if last < first_full:
+            raise BacktestError(
+                f"{history_path}: the history holds {history.timestamps.size} rows at {policy.spec.step}, "
+                f"less than the policy's window ({policy.spec.window}): nothing to evaluate"
+            )
+        t0, t1 = parse_range(start or _iso(first_full), end, last)
+        return replay(policy, history, max(t0, first_full), t1)
+
     import httpx
 
     from ajan.clients.prometheus import PrometheusSource
 
     now = time.time() if now is None else now
-    policy = load_policy(policy_path)
+    if start is None:
+        raise BacktestError(
+            "--from is required with Prometheus (with --history it defaults to the file's start)"
+        )
     t0, t1 = parse_range(start, end, now)
     url = prometheus_url or (policy.spec.prometheus.url if policy.spec.prometheus else None)
     if not url:
         raise BacktestError(
-            "no Prometheus to query: pass --prometheus URL, set AJAN_PROMETHEUS_URL, "
-            "or set spec.prometheus.url in the policy"
+            "no Prometheus to query: pass --prometheus URL (or --history FILE.csv), set "
+            "AJAN_PROMETHEUS_URL, or set spec.prometheus.url in the policy"
         )
     if not re.match(r"^https?://", url):
         raise BacktestError(f"--prometheus {url!r}: expected an http:// or https:// URL")

@@ -72,16 +72,37 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Prometheus base URL (default: $AJAN_PROMETHEUS_URL, else the policy's spec.prometheus.url)",
     )
     bt.add_argument(
+        "--history",
+        metavar="FILE.csv",
+        help=(
+            "replay exported metrics instead of Prometheus: a timestamp column (RFC 3339 or epoch "
+            "seconds) and one column per metric name of the policy (docs/backtest.md)"
+        ),
+    )
+    bt.add_argument(
         "--from",
         dest="start",
-        required=True,
         metavar="TIME",
-        help="first evaluation: RFC 3339 (2026-11-23T10:00:00Z), epoch seconds, 'now', or -2h/-30m/-7d",
+        help=(
+            "first evaluation: RFC 3339 (2026-11-23T10:00:00Z), epoch seconds, 'now', or -2h/-30m/-7d "
+            "(required with Prometheus; with --history, default: the first time the policy's window is full)"
+        ),
     )
-    bt.add_argument("--to", dest="end", default="now", metavar="TIME", help="last evaluation (default: now)")
+    bt.add_argument(
+        "--to",
+        dest="end",
+        default="now",
+        metavar="TIME",
+        help="last evaluation (default: now; with --history, the file's end)",
+    )
     # Not "--output FILE" as for detect/rank: a format, so dest must not be "output" (see main()).
     bt.add_argument(
-        "--output", dest="format", choices=["table", "json"], default="table", help="table (default) or json"
+        "--format",
+        "--output",
+        dest="format",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or json (docs/backtest.md)",
     )
     bt.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
@@ -199,7 +220,9 @@ def _attach_relative_times(argv: Sequence[str]) -> list[str]:
 def _backtest(args: argparse.Namespace, out: TextIO) -> None:
     from ajan.backtest import render_json, render_table, run
 
-    result = run(args.policy, args.prometheus, args.start, args.end, timeout_s=args.timeout)
+    result = run(
+        args.policy, args.prometheus, args.start, args.end, timeout_s=args.timeout, history_path=args.history
+    )
     out.write(render_json(result) if args.format == "json" else render_table(result))
 
 

@@ -61,11 +61,14 @@ def _parse_value(text: str, path: Path, line: int, column: str) -> float:
     return v
 
 
-def read_table(path: str | Path, *, columns: tuple[str, ...] | None = None) -> MetricTable:
+def read_table(
+    path: str | Path, *, columns: tuple[str, ...] | None = None, allow_extra: bool = False
+) -> MetricTable:
     """Read a metric CSV with a header row; every column but ``timestamp`` is a metric.
 
     Empty cells and ``NaN`` are missing samples. With ``columns`` the file must
-    have exactly those metric columns (in any order; they are returned in that order).
+    have exactly those metric columns (in any order; they are returned in that order),
+    or at least those with ``allow_extra`` (the others are ignored).
 
     Raises
     ------
@@ -110,10 +113,13 @@ def read_table(path: str | Path, *, columns: tuple[str, ...] | None = None) -> M
     if columns is not None:
         unknown = [c for c in names if c not in columns]
         missing = [c for c in columns if c not in names]
-        if unknown:
-            raise InputError(f"{p}: unknown column {unknown[0]!r} (not in the input file)")
         if missing:
-            raise InputError(f"{p}: missing column {missing[0]!r}")
+            raise InputError(
+                f"{p}: missing column {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        if unknown and not allow_extra:
+            raise InputError(f"{p}: unknown column {unknown[0]!r} (not in the input file)")
         metric_idx = [header.index(c) for c in columns]
         names = columns
     values = np.array(

@@ -52,6 +52,7 @@ from ajan.clients.prometheus import (
     RangeResult,
 )
 from ajan.models import CorrelationPolicy
+from ajan.services.assessment import MetricWindow, nominal_rows
 from ajan.services.window import fetch_window, window_bounds
 from support.prometheus import StartWithHistory, free_port, wait_for
 
@@ -554,3 +555,95 @@ def test_backtest_against_real_prometheus(prometheus_with_history: StartWithHist
     first = data["plans"][0]
     assert first["top_metrics"][0]["metric"] == "errors", first
     assert datetime.fromisoformat(first["time"]).timestamp() > started
+
+
+# --- ajan backtest --history: exported metrics as a CSV -------------------------------------------
+
+
+def _history_csv(path: Path, series: dict[str, FloatArray], *, iso: bool = False) -> Path:
+    """The series as a user's export: a timestamp column, one column per metric, one extra column."""
+    stamps = [_at(T0 + i * STEP).isoformat() if iso else f"{T0 + i * STEP:.0f}" for i in range(ROWS)]
+    lines = ["timestamp,latency,errors,cpu,hostname"]
+    lines += [
+        f"{stamps[i]},{float(series['latency'][i])!r},{float(series['errors'][i])!r},{float(series['cpu'][i])!r},web-1"
+        for i in range(ROWS)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_backtest_history_csv_is_the_same_replay(tmp_path: Path) -> None:
+    """A CSV export replays exactly as the same series served by a MetricSource."""
+    series = _healthy(5)
+    series["latency"][_rows(FAULT, FAULT + 1800)] *= 5.0
+    policy = _write(tmp_path, "policy.yaml", _policy_doc())
+    args = ["--policy", str(policy), "--from", f"{REPLAY_FROM:.0f}", "--to", f"{REPLAY_TO:.0f}"]
+    args += ["--format", "json"]
+    for iso in (False, True):
+        csv = _history_csv(tmp_path / f"history-{iso}.csv", series, iso=iso)
+        done = _run([*args, "--history", str(csv)])
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        expected = _backtest(series)
+        assert [datetime.fromisoformat(p["time"]) for p in data["plans"]] == [p.time for p in expected.plans]
+        assert [p["action"] for p in data["plans"]] == [p.action for p in expected.plans]
+        assert data["summary"]["incidents"] == expected.summary.incidents >= 1
+        assert {"plans", "resolutions", "gaps", "summary", "metrics_without_data"} <= set(data)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda rows: [r.replace(",cpu,", ",cpu_usage,") for r in rows], "cpu"),
+        (lambda rows: [rows[0], rows[1].replace(",", ",abc,", 1), *rows[2:]], "abc"),
+        (lambda rows: [rows[0], rows[2], rows[1], *rows[3:]], "order"),
+        (lambda rows: [rows[0], rows[1], rows[1], *rows[2:]], "repeat"),
+        (lambda rows: [rows[0], "yesterday" + rows[1][rows[1].index(",") :], *rows[2:]], "yesterday"),
+        (lambda rows: [r.replace("timestamp,", "time,") for r in rows], "timestamp"),
+        (lambda rows: [], "empty"),
+    ],
+    ids=["missing-column", "non-numeric", "unsorted", "repeated", "bad-timestamp", "no-timestamp", "empty"],
+)
+def test_backtest_history_bad_csv_is_one_line_and_exit_2(
+    tmp_path: Path, edit: Callable[[list[str]], list[str]], message: str
+) -> None:
+    csv = _history_csv(tmp_path / "history.csv", _healthy(6))
+    csv.write_text("\n".join(edit(csv.read_text(encoding="utf-8").splitlines())) + "\n", encoding="utf-8")
+    policy = _write(tmp_path, "policy.yaml", _policy_doc())
+    done = _run(["--policy", str(policy), "--history", str(csv)])
+    assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr)
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr.lower() or str(csv) in done.stderr, done.stderr
+
+
+def test_backtest_history_starts_at_the_first_full_window_by_default(tmp_path: Path) -> None:
+    csv = _history_csv(tmp_path / "history.csv", _healthy(8))
+    policy = _write(tmp_path, "policy.yaml", _policy_doc())
+    done = _run(["--policy", str(policy), "--history", str(csv), "--format", "json"])
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    first_full = T0 + (nominal_rows(POLICY.spec) - 1) * STEP
+    assert datetime.fromisoformat(data["start"]).timestamp() == first_full
+    assert datetime.fromisoformat(data["end"]).timestamp() == REPLAY_TO
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(csv.read_text(encoding="utf-8").splitlines()[:50]) + "\n", encoding="utf-8")
+    done = _run(["--policy", str(policy), "--history", str(short)])
+    assert done.returncode == 2 and "less than the policy's window" in done.stderr, done.stderr
+
+
+def test_a_window_reaching_before_a_csv_history_is_missing_samples() -> None:
+    """An incident's frozen baseline may reach back before the first row of an export: the operator
+    would have found no samples there, so the replay's window holds NaN, not an error."""
+    series = _healthy(9)
+    history = MetricWindow(
+        tuple(series), T0 + np.arange(ROWS) * STEP, np.column_stack(list(series.values())), STEP
+    )
+    at = T0 + 1800.0
+    opened_at = T0 + 600.0  # the frozen baseline starts before T0
+    bounds = window_bounds(POLICY.spec, at, opened_at)
+    assert bounds.start < T0
+    got = window_at(POLICY.spec, history, at, opened_at)
+    assert got.timestamps[0] == bounds.start and got.timestamps[-1] == bounds.end
+    before = got.timestamps < T0
+    assert before.any() and np.isnan(got.values[before]).all()
+    np.testing.assert_array_equal(got.values[~before], history.values[: int((~before).sum())])
