@@ -54,6 +54,21 @@ Deviations from the source, all in cases the NAB corpus does not contain:
 
 Runtime: the per-row window structure is computed once per file (:func:`load_corpus`),
 and a profile's whole threshold curve costs one sort of the ~310k scorable rows.
+
+Named references. ``--detector ajan`` and ``--detector ajan-onset`` also run, in the same
+pass over the files (:func:`run_named`), the references of :mod:`ajan.evaluation.baselines`
+and print them beside ajan: ``floor`` (rolling robust z floor) and ``pca`` (PCA
+reconstruction error). NAB has no baseline: the floor learns from each series' own past,
+and PCA is fitted on each file's probationary rows, which NAB does not score. Their raw
+scores are mapped to [0, 1] by ``s / (1 + s)``, which keeps their order and so their NAB
+score, and each gets NAB's own threshold optimisation per profile, as ajan does.
+
+NAB's threshold is chosen on the labels, so a second, label-free view is printed too:
+event-wise precision, recall and F1 (:func:`ajan.evaluation.smd.event_metrics`, no point
+adjustment) at each detector's **own alert decision** (ajan: ``score >= 0.5``; ajan-onset:
+``onset >= 0.5``; floor: ``z >= 20``; pca: above the 99.9th percentile of the probationary
+rows' own scores), with NAB's windows as the labelled segments (a maximal run of in-window
+rows) and the probationary rows left out, counts pooled over the files.
 """
 
 from __future__ import annotations
@@ -63,7 +78,6 @@ import csv
 import functools
 import json
 import math
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -74,10 +88,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ajan.evaluation import SHARED_DATA
+from ajan.evaluation import SHARED_DATA, pool_map
 
 if TYPE_CHECKING:
     from ajan.analysis.detector import DetectorConfig
+    from ajan.evaluation.smd import EventMetrics
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -879,12 +894,7 @@ def run_detector(files: Sequence[NabFile], detector: Detector, processes: int = 
     # Longest files first, so that no worker is left with a long file at the end.
     todo = sorted(files, key=lambda f: -f.n_rows)
     jobs = [(detector, f.values) for f in todo]
-    if processes <= 1:
-        outputs = [_apply(j) for j in jobs]
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(processes=processes) as pool:
-            outputs = pool.map(_apply, jobs, chunksize=1)
+    outputs = pool_map(_apply, jobs, processes)
     out: dict[str, FloatArray] = {}
     for f, s in zip(todo, outputs, strict=True):
         if s.shape != (f.n_rows,):
@@ -943,6 +953,248 @@ def _resolve_detector(spec: str, config: DetectorConfig | None = None) -> Detect
 
     detector: Detector = getattr(importlib.import_module(module), func)
     return detector
+
+
+#: Detectors of :func:`run_named`, in table order.
+NAMED_DETECTORS: tuple[str, ...] = ("ajan", "ajan-onset", "floor", "pca")
+#: Each named detector's own alert decision, as printed.
+ALERT_RULES: dict[str, str] = {
+    "ajan": "score >= 0.5",
+    "ajan-onset": "onset >= 0.5",
+    "floor": "z >= 20",
+    "pca": "> p99.9 of probation rows",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class NamedRun:
+    """ajan and the named references, run over the corpus in one pass.
+
+    Attributes
+    ----------
+    scores : dict
+        ``{detector: {path: per-row score in [0, 1]}}`` for :data:`NAMED_DETECTORS`.
+    alerts : dict
+        ``{detector: {path: per-row own alert decision}}``, same keys.
+    seconds : dict
+        ``{detector: compute time summed over files}`` (ajan and ajan-onset share one run
+        of the detector, counted under ``"ajan"``).
+    """
+
+    scores: dict[str, dict[str, FloatArray]]
+    alerts: dict[str, dict[str, BoolArray]]
+    seconds: dict[str, float]
+
+
+def named_outputs(
+    values: FloatArray, probation: int, config: DetectorConfig | None = None
+) -> dict[str, tuple[FloatArray, BoolArray, float]]:
+    """Score one NAB series with ajan (score and onset), the floor and PCA.
+
+    Parameters
+    ----------
+    values : ndarray, shape (T,)
+        A file's value column.
+    probation : int
+        The file's probationary rows: PCA is fitted on them (NAB does not score them).
+    config : DetectorConfig, optional
+        ajan's settings.
+
+    Returns
+    -------
+    dict
+        ``{detector: (score in [0, 1], own alert decision, seconds)}`` for
+        :data:`NAMED_DETECTORS`.
+    """
+    import ajan.analysis.detector
+    from ajan.evaluation import baselines
+
+    x = values.reshape(-1, 1)
+    cfg = config or ajan.analysis.detector.DEFAULT_CONFIG
+    t0 = time.perf_counter()
+    res = ajan.analysis.detector.detect(x, config=cfg)
+    t1 = time.perf_counter()
+    floor = baselines.floor_detect(x)
+    t2 = time.perf_counter()
+    pca = baselines.pca_detect(x, fit_rows=probation)
+    t3 = time.perf_counter()
+    onset = np.asarray(res.onset, dtype=np.float64)
+    return {
+        "ajan": (np.asarray(res.score, dtype=np.float64), np.asarray(res.alert, dtype=bool), t1 - t0),
+        "ajan-onset": (onset, onset >= cfg.alert_on, 0.0),
+        "floor": (baselines.squash(floor.score), floor.alert, t2 - t1),
+        "pca": (baselines.squash(pca.score), pca.alert, t3 - t2),
+    }
+
+
+def _named_job(
+    job: tuple[FloatArray, int, DetectorConfig | None],
+) -> dict[str, tuple[FloatArray, BoolArray, float]]:
+    return named_outputs(*job)
+
+
+def run_named(files: Sequence[NabFile], processes: int = 2, config: DetectorConfig | None = None) -> NamedRun:
+    """Run ajan and the named references over every file (see :func:`named_outputs`).
+
+    Parameters
+    ----------
+    files : sequence of NabFile
+        The corpus.
+    processes : int
+        Worker processes (fork); 1 runs in this process.
+    config : DetectorConfig, optional
+        ajan's settings.
+
+    Returns
+    -------
+    NamedRun
+    """
+    todo = sorted(files, key=lambda f: -f.n_rows)  # longest first, as run_detector
+    jobs = [(f.values, f.probation, config) for f in todo]
+    outputs = pool_map(_named_job, jobs, processes)
+    by_path = {f.path: o for f, o in zip(todo, outputs, strict=True)}
+    scores: dict[str, dict[str, FloatArray]] = {d: {} for d in NAMED_DETECTORS}
+    alerts: dict[str, dict[str, BoolArray]] = {d: {} for d in NAMED_DETECTORS}
+    seconds = dict.fromkeys(NAMED_DETECTORS, 0.0)
+    for f in files:
+        for d in NAMED_DETECTORS:
+            score, alert, sec = by_path[f.path][d]
+            if score.shape != (f.n_rows,) or np.isnan(score).any() or (score < 0).any() or (score > 1).any():
+                raise ValueError(f"{f.path}: {d} scores must be {f.n_rows} values in [0, 1]")
+            scores[d][f.path] = score
+            alerts[d][f.path] = alert
+            seconds[d] += sec
+    return NamedRun(scores, alerts, seconds)
+
+
+def event_wise(files: Sequence[NabFile], alerts_by_file: Mapping[str, ArrayLike]) -> EventMetrics:
+    """Event-wise metrics of alert decisions, NAB's windows as segments, pooled over files.
+
+    Per file, :func:`ajan.evaluation.smd.event_metrics` on the rows after the probationary
+    period: a segment is a maximal run of in-window rows (a window partly in probation
+    counts by its scored part), detected when an alert falls inside it; every maximal run
+    of alerts touching no window row is one false alarm. Counts are summed over files.
+
+    Examples
+    --------
+    >>> f = make_file("a/b.csv", np.arange(10).astype("datetime64[s]"), np.zeros(10),
+    ...               [("1970-01-01T00:00:05", "1970-01-01T00:00:06")], probation_percent=0.0)
+    >>> m = event_wise([f], {"a/b.csv": np.arange(10) == 6})
+    >>> m.segments, m.detected, m.false_alarms
+    (1, 1, 0)
+    """
+    from ajan.evaluation.smd import event_metrics, pool_events
+
+    per_file = []
+    for f in files:
+        al = np.asarray(alerts_by_file[f.path], dtype=bool)
+        if al.shape != (f.n_rows,):
+            raise ValueError(f"{f.path}: {al.shape} alerts for {f.n_rows} rows")
+        per_file.append(event_metrics(al[f.probation :], f.window_mask[f.probation :]))
+    return pool_events(per_file)
+
+
+def figures(
+    files: Sequence[NabFile],
+    named: NamedRun,
+    profiles: Mapping[str, Mapping[str, CorpusScore]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Every figure of the named detectors on NAB, as plain data.
+
+    Parameters
+    ----------
+    files : sequence of NabFile
+        The corpus.
+    named : NamedRun
+        Output of :func:`run_named`.
+    profiles : mapping, optional
+        ``{detector: {profile: CorpusScore}}`` already computed (:func:`score_profiles`);
+        computed here otherwise.
+
+    Returns
+    -------
+    dict
+        ``{detector: {figure: value}}``: the normalised NAB score of each profile (keys
+        ``standard``, ``reward_low_FP_rate``, ``reward_low_FN_rate``) and its threshold
+        (``<profile>_threshold``); for the detectors with an alert decision, the
+        event-wise ``segments``, ``detected``, ``false_alarms``, ``precision``,
+        ``recall``, ``f1``, ``normal_flagged``; ``seconds`` of compute.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for d in NAMED_DETECTORS:
+        prof = profiles[d] if profiles is not None else score_profiles(files, named.scores[d])
+        fig: dict[str, float] = {}
+        for name, r in prof.items():
+            fig[name] = r.normalised
+            fig[f"{name}_threshold"] = r.threshold
+        e = event_wise(files, named.alerts[d])
+        fig.update(
+            segments=e.segments,
+            detected=e.detected,
+            false_alarms=e.false_alarms,
+            precision=e.precision,
+            recall=e.recall,
+            f1=e.f1,
+            normal_flagged=e.normal_flagged,
+            seconds=named.seconds[d],
+        )
+        out[d] = fig
+    return out
+
+
+def format_comparison(
+    files: Sequence[NabFile],
+    named: NamedRun,
+    profiles: Mapping[str, Mapping[str, CorpusScore]],
+    extra: Mapping[str, Mapping[str, CorpusScore]] | None = None,
+) -> str:
+    """Markdown: NAB scores of ajan and the references, then their event-wise figures.
+
+    Parameters
+    ----------
+    files : sequence of NabFile
+        The corpus.
+    named : NamedRun
+        Output of :func:`run_named`.
+    profiles : mapping
+        ``{detector: score_profiles(...)}`` for :data:`NAMED_DETECTORS`.
+    extra : mapping, optional
+        Further detectors' :func:`score_profiles` (e.g. a ``module:function`` detector),
+        listed in the NAB table only: they have no alert decision of their own.
+    """
+    names = list(PROFILES)
+    lines = [
+        "ajan beside the named references (ajan.evaluation.baselines), same run: floor = rolling "
+        "robust z floor; pca = PCA reconstruction error fitted on each file's probationary rows "
+        "(NAB has no baseline). NAB's threshold optimised per detector and profile:",
+        "",
+        "| detector | " + " | ".join(names) + " | standard threshold | windows detected | FP rows |",
+        "|---|" + "---:|" * (len(names) + 3),
+    ]
+    for d, prof in {**profiles, **(extra or {})}.items():
+        std = prof["standard"]
+        lines.append(
+            f"| {d} | "
+            + " | ".join(f"{prof[n].normalised:.2f}" for n in names)
+            + f" | {std.threshold:.10g} | {std.windows_detected}/{std.windows} | {std.fp} |"
+        )
+    lines += [
+        "",
+        "Event-wise at each detector's own alert decision (no threshold fitted on labels; "
+        "NAB's windows as segments, probationary rows left out, counts pooled over files):",
+        "",
+        "| detector | alert decision | windows | detected | false alarms | precision | recall | F1 "
+        "| normal flagged | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in NAMED_DETECTORS:
+        e = event_wise(files, named.alerts[d])
+        lines.append(
+            f"| {d} | {ALERT_RULES[d]} | {e.segments} | {e.detected} | {e.false_alarms} "
+            f"| {e.precision:.3f} | {e.recall:.3f} | {e.f1:.3f} | {100 * e.normal_flagged:.2f}% "
+            f"| {named.seconds[d]:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def format_report(results: Mapping[str, CorpusScore], title: str) -> str:
@@ -1022,11 +1274,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a setting of ajan's detector (DetectorConfig), repeatable",
     )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="with --detector: skip ajan and the named references (floor, pca) printed beside it",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     files = load_corpus(args.data)
+    named: NamedRun | None = None
     if args.results_dir is not None:
+        # Stored results are someone else's run: nothing to run beside them.
         scores = load_results_dir(args.results_dir, files)
         source = f"results {args.results_dir}"
     else:
@@ -1036,20 +1295,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = config_with(args.set)
         except ValueError as exc:
             parser.error(str(exc))
-        scores = run_detector(files, _resolve_detector(args.detector, config), args.processes)
+        if not args.no_references:
+            named = run_named(files, args.processes, config)
+        if named is not None and args.detector in named.scores:
+            scores = named.scores[args.detector]  # the same detect() call run_detector makes
+        else:
+            scores = run_detector(files, _resolve_detector(args.detector, config), args.processes)
         source = f"detector {args.detector}"
     results = score_profiles(files, scores)
+    named_profiles: dict[str, dict[str, CorpusScore]] = {}
+    if named is not None:
+        named_profiles = {
+            d: results if d == args.detector else score_profiles(files, named.scores[d])
+            for d in NAMED_DETECTORS
+        }
     elapsed = time.perf_counter() - t0
     n_win = sum(len(f.windows) for f in files)
     title = f"NAB ({args.data}): {len(files)} files, {n_win} windows; {source}; {elapsed:.1f} s"
     print(format_report(results, title))
+    if named is not None:
+        extra = {args.detector: results} if args.detector not in named_profiles else None
+        print()
+        print(format_comparison(files, named, named_profiles, extra))
     if args.json is not None:
-        payload = {
+        payload: dict[str, Any] = {
             "data": str(args.data),
             "source": source,
             "seconds": elapsed,
             "profiles": {k: v.as_dict() for k, v in results.items()},
         }
+        if named is not None:
+            payload["figures"] = figures(files, named, named_profiles)
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -59,6 +59,16 @@ Decisions, each made before looking at any result:
 Top-k recall counts ties in expectation over a uniformly random order, so an
 uninformative ranking earns chance credit, not more.
 
+**Named references.** The same issues are ranked, in the same run and with the
+same baseline, columns, window and node aggregation, by the two references of
+:mod:`ajan.evaluation.baselines`: ``floor`` (each column's mean deviation over
+the incident rows from the baseline's median, in the baseline's robust scale)
+and ``pca`` (each column's mean squared PCA reconstruction residual). Their
+column scores are unbounded, while the graph-aware formula multiplies by
+``1 - u`` and so needs scores in [0, 1]: for their graph-aware rows they are
+first mapped by ``s / (1 + s)`` (order-preserving, so their plain ranking is
+unchanged).
+
 Run ``python -m ajan.evaluation.petshop --help`` for the command line.
 """
 
@@ -79,6 +89,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ajan.evaluation import SHARED_DATA
+from ajan.evaluation.baselines import squash
 from ajan.evaluation.smd import segment_hit
 
 if TYPE_CHECKING:
@@ -95,6 +106,8 @@ DEFAULT_WINDOW_MINUTES = 15.0
 #: does: the two views that compare with a fixed time earlier (the seasonal
 #: forecast's "same phase of earlier days" and the trend's "level an hour ago")
 #: would compare across that gap, and are switched off. Nothing else differs.
+#: Only the settings the detector has are applied (:func:`_non_contiguous_config`):
+#: a detector without those views has nothing to switch off.
 NON_CONTIGUOUS_BASELINE = ("seasonal=false", "use_trend=false")
 UPWARD_METRICS = frozenset({"latency", "availability"})
 _HEADER = ("microservice", "metric", "statistic", "unix_timestamp")
@@ -216,7 +229,11 @@ class Ranking:
 
 @dataclass(frozen=True)
 class IssueResult:
-    """Both rankings of one issue."""
+    """Both rankings of one issue by one detector.
+
+    ``detector`` is ``"ajan"`` or a reference of :mod:`ajan.evaluation.baselines`;
+    ajan's result carries the references' results on the same issue in ``references``.
+    """
 
     split: str
     name: str
@@ -226,6 +243,22 @@ class IssueResult:
     plain: Ranking
     graph: Ranking
     seconds: float
+    detector: str = "ajan"
+    references: tuple[IssueResult, ...] = ()
+
+    def by_detector(self) -> dict[str, IssueResult]:
+        """This result and its references, by detector name (ajan first)."""
+        return {self.detector: self, **{r.detector: r for r in self.references}}
+
+
+def _non_contiguous_config(extra: Sequence[str] = ()) -> DetectorConfig:
+    from dataclasses import fields
+
+    from ajan.analysis.detector import DetectorConfig, config_with
+
+    known = {f.name for f in fields(DetectorConfig)}
+    kept = [s for s in NON_CONTIGUOUS_BASELINE if s.partition("=")[0] in known]
+    return config_with([*kept, *extra])
 
 
 def read_metrics(path: Path) -> MetricTable:
@@ -390,6 +423,36 @@ def evaluate_ranking(scores: dict[str, float], truth: str) -> Ranking:
     )
 
 
+def _issue_result(
+    issue: Issue,
+    graph: CallGraph,
+    keys: Sequence[MetricKey],
+    scores: FloatArray,
+    window: tuple[int, int],
+    seconds: float,
+    detector: str,
+    squash_for_graph: bool,
+    references: tuple[IssueResult, ...] = (),
+) -> IssueResult:
+    plain = node_scores(keys, scores, graph.nodes, None)
+    # graph_scores multiplies by 1 - u: unbounded scores are first mapped into [0, 1).
+    graph_in = squash(scores) if squash_for_graph else scores
+    upward = node_scores(keys, graph_in, graph.nodes, UPWARD_METRICS)
+    aware = graph_scores(graph, issue.target_node, node_scores(keys, graph_in, graph.nodes, None), upward)
+    return IssueResult(
+        split=issue.split,
+        name=issue.name,
+        target_metric=issue.target_metric,
+        root_cause=issue.root_cause,
+        incident_rows=window,
+        plain=evaluate_ranking(plain, issue.root_cause),
+        graph=evaluate_ranking(aware, issue.root_cause),
+        seconds=seconds,
+        detector=detector,
+        references=references,
+    )
+
+
 def rank_issue(
     issue: Issue,
     baseline: MetricTable,
@@ -397,14 +460,18 @@ def rank_issue(
     metrics: str = "all",
     window_minutes: float = DEFAULT_WINDOW_MINUTES,
     config: DetectorConfig | None = None,
+    references: Sequence[str] | None = None,
 ) -> IssueResult:
     """Rank the nodes of one issue with ajan, plain and graph-aware.
 
     ``rank_metrics(values, start, end, baseline)`` is called once, on the
     columns present in both the issue and the baseline, with ``values`` cut at
-    the end of the incident window.
+    the end of the incident window. ``references`` names the references of
+    :mod:`ajan.evaluation.baselines` that rank the same columns too
+    (``floor_rank`` and ``pca_rank``, same arguments), by default all; ``()`` for none.
     """
-    from ajan.analysis.detector import config_with, rank_metrics
+    from ajan.analysis.detector import rank_metrics
+    from ajan.evaluation.baselines import REFERENCES, floor_rank, pca_rank
 
     if metrics not in ("all", "symptom"):
         raise ValueError(f"metrics must be 'all' or 'symptom', got {metrics!r}")
@@ -415,27 +482,43 @@ def rank_issue(
         keys = [k for k in keys if (k[1], k[2]) == (issue.target_metric, issue.target_statistic)]
     start, end = incident_window(issue.metrics.timestamps, issue.target_time, window_minutes * 60)
     values = issue.metrics.select(keys)[:end]
+    base = baseline.select(keys)
     scores = np.asarray(
-        rank_metrics(
-            values,
-            start,
-            end,
-            baseline=baseline.select(keys),
-            config=config or config_with(NON_CONTIGUOUS_BASELINE),
-        )
+        rank_metrics(values, start, end, baseline=base, config=config or _non_contiguous_config())
     )
-    plain = node_scores(keys, scores, graph.nodes, None)
-    upward = node_scores(keys, scores, graph.nodes, UPWARD_METRICS)
-    aware = graph_scores(graph, issue.target_node, plain, upward)
-    return IssueResult(
-        split=issue.split,
-        name=issue.name,
-        target_metric=issue.target_metric,
-        root_cause=issue.root_cause,
-        incident_rows=(start, end),
-        plain=evaluate_ranking(plain, issue.root_cause),
-        graph=evaluate_ranking(aware, issue.root_cause),
-        seconds=time.perf_counter() - t0,
+    seconds = time.perf_counter() - t0
+    refs = []
+    for name in REFERENCES if references is None else references:
+        t1 = time.perf_counter()
+        if name == "floor":
+            ref_scores = floor_rank(values, start, end, base)
+        elif name == "pca":
+            ref_scores = pca_rank(values, start, end, base)
+        else:
+            raise ValueError(f"unknown reference {name!r}; known: {', '.join(REFERENCES)}")
+        refs.append(
+            _issue_result(
+                issue,
+                graph,
+                keys,
+                ref_scores,
+                (start, end),
+                time.perf_counter() - t1,
+                name,
+                squash_for_graph=True,
+            )
+        )
+    # ajan's scores go to the graph formula as they are, as before the references existed.
+    return _issue_result(
+        issue,
+        graph,
+        keys,
+        scores,
+        (start, end),
+        seconds,
+        "ajan",
+        squash_for_graph=False,
+        references=tuple(refs),
     )
 
 
@@ -481,6 +564,97 @@ def format_report(results: Sequence[IssueResult]) -> str:
     return "\n".join(lines)
 
 
+def _groups(results: Sequence[IssueResult]) -> list[tuple[str, str, list[IssueResult]]]:
+    """``(split, symptom, results)`` in table order: each split (and "all"), each symptom."""
+    out = []
+    splits = sorted({r.split for r in results}, key=["train", "test"].index)
+    for split in [*splits, "all"] if len(splits) > 1 else splits:
+        chosen = [r for r in results if split in ("all", r.split)]
+        for symptom in ("latency", "availability", "any"):
+            group = [r for r in chosen if symptom in ("any", r.target_metric)]
+            if group:
+                out.append((split, symptom, group))
+    return out
+
+
+def figures(results: Sequence[IssueResult]) -> dict[str, dict[str, float]]:
+    """Top-1 and top-3 recall of every detector, as plain data.
+
+    Returns
+    -------
+    dict
+        ``{detector: {figure: value}}`` with keys ``<variant>_<split>_<symptom>_top1`` and
+        ``..._top3`` (variant ``plain`` or ``graph``; split ``train``, ``test`` or ``all``;
+        symptom ``latency``, ``availability`` or ``any``), ``issues`` and ``seconds``.
+    """
+    if not results:
+        return {}
+    names = list(results[0].by_detector())
+    out: dict[str, dict[str, float]] = {}
+    for d in names:
+        fig: dict[str, float] = {"issues": len(results)}
+        for split, symptom, group in _groups(results):
+            for variant in ("plain", "graph"):
+                rankings = [getattr(r.by_detector()[d], variant) for r in group]
+                fig[f"{variant}_{split}_{symptom}_top1"] = float(np.mean([x.top1 for x in rankings]))
+                fig[f"{variant}_{split}_{symptom}_top3"] = float(np.mean([x.top3 for x in rankings]))
+        fig["seconds"] = float(sum(r.by_detector()[d].seconds for r in results))
+        out[d] = fig
+    return out
+
+
+def format_comparison(results: Sequence[IssueResult]) -> str:
+    """Markdown: top-1/top-3 of ajan beside the named references, then each issue's ranks.
+
+    Empty when the results carry no reference.
+    """
+    if not results or not results[0].references:
+        return ""
+    names = list(results[0].by_detector())
+    figs = figures(results)
+    lines = [
+        "ajan beside the named references (ajan.evaluation.baselines), same run, baseline, columns "
+        "and window: floor = mean robust deviation from the baseline's median; pca = mean squared "
+        "PCA reconstruction residual (references mapped by s/(1+s) for the call-graph rows).",
+        "",
+        "| ranking | split | symptom | issues | "
+        + " | ".join(f"{n} top-1" for n in names)
+        + " | "
+        + " | ".join(f"{n} top-3" for n in names)
+        + " |",
+        "|---|---|---|---|" + "---|" * (2 * len(names)),
+    ]
+    for variant, label in (("plain", "plain"), ("graph", "+ call graph")):
+        for split, symptom, group in _groups(results):
+            key = f"{variant}_{split}_{symptom}"
+            lines.append(
+                f"| {label} | {split} | {symptom} | {len(group)} | "
+                + " | ".join(f"{figs[n][key + '_top1']:.3f}" for n in names)
+                + " | "
+                + " | ".join(f"{figs[n][key + '_top3']:.3f}" for n in names)
+                + " |"
+            )
+    lines += [
+        "",
+        "| split | issue | symptom | "
+        + " | ".join(f"{n} plain rank" for n in names)
+        + " | "
+        + " | ".join(f"{n} graph rank" for n in names)
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(names)),
+    ]
+    for r in results:
+        each = r.by_detector()
+        lines.append(
+            f"| {r.split} | {r.name} | {r.target_metric} | "
+            + " | ".join(_rank_text(each[n].plain) for n in names)
+            + " | "
+            + " | ".join(_rank_text(each[n].graph) for n in names)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: rank every issue of a split and print the recall tables.
 
@@ -512,13 +686,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a detector setting (DetectorConfig), repeatable",
     )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip the named references (floor, pca) printed beside ajan",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "graph.csv").is_file():
         parser.error(f"no PetShop data under {args.data}")
-    from ajan.analysis.detector import config_with
-
     try:
-        config = config_with([*NON_CONTIGUOUS_BASELINE, *args.set])
+        config = _non_contiguous_config(args.set)
     except ValueError as exc:
         parser.error(str(exc))
     t0 = time.perf_counter()
@@ -526,11 +703,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph = read_graph(args.data / "graph.csv")
     baseline = read_metrics(args.data / "noissue" / "metrics.csv")
     results = [
-        rank_issue(issue, baseline, graph, args.metrics, args.window_minutes, config)
+        rank_issue(
+            issue,
+            baseline,
+            graph,
+            args.metrics,
+            args.window_minutes,
+            config,
+            references=() if args.no_references else None,
+        )
         for issue in load_issues(args.data, splits)
     ]
     wall = time.perf_counter() - t0
     print(format_report(results))
+    comparison = format_comparison(results)
+    if comparison:
+        print()
+        print(comparison)
     print()
     print(f"- {len(results)} issues, metrics={args.metrics}, wall time {wall:.1f}s")
     if args.json is not None:
@@ -540,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "metrics": args.metrics,
             "window_minutes": args.window_minutes,
             "issues": [asdict(r) for r in results],
+            "figures": figures(results),
             "wall_seconds": wall,
         }
         args.json.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")

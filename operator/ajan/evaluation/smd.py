@@ -18,6 +18,11 @@ Detection is scored event-wise **without point adjustment**: a labelled segment
 is detected when any alert falls inside it, and every maximal run of alerts that
 shares no row with a labelled segment is one false alarm.
 
+The named references of :mod:`ajan.evaluation.baselines` (``floor``, the rolling
+robust z floor, and ``pca``, PCA reconstruction error) are scored in the same run
+by the same rules, with the training rows as their baseline too, and printed
+beside ajan.
+
 Run ``python -m ajan.evaluation.smd --help`` for the command line.
 """
 
@@ -27,7 +32,6 @@ import argparse
 import gzip
 import json
 import math
-import multiprocessing
 import re
 import sys
 import time
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ajan.evaluation import SHARED_DATA
+from ajan.evaluation import SHARED_DATA, pool_map
 
 if TYPE_CHECKING:
     from ajan.analysis.detector import DetectorConfig
@@ -196,6 +200,11 @@ class MachineResult:
         The per-machine means (NaN without interpreted segments).
     detect_seconds, rank_seconds : float
         Wall time of the detector and of all ranking calls.
+    detector : str
+        ``"ajan"``, or the name of a reference of :mod:`ajan.evaluation.baselines`.
+    references : tuple of MachineResult
+        On ajan's result, the same figures of each named reference on this machine
+        (their ``event`` at their own alert decision); empty on a reference's.
     """
 
     name: str
@@ -208,6 +217,12 @@ class MachineResult:
     hit_rate_150: float
     detect_seconds: float
     rank_seconds: float
+    detector: str = "ajan"
+    references: tuple[MachineResult, ...] = ()
+
+    def by_detector(self) -> dict[str, MachineResult]:
+        """This result and its references, by detector name (ajan first)."""
+        return {self.detector: self, **{r.detector: r for r in self.references}}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -554,7 +569,67 @@ def hit_rate(
     return float(np.mean(hits))
 
 
-def evaluate_machine(machine: SmdMachine, config: DetectorConfig | None = None) -> MachineResult:
+def _machine_result(
+    machine: SmdMachine,
+    detector: str,
+    alerts: ArrayLike,
+    score: ArrayLike,
+    rankings: Sequence[ArrayLike],
+    seconds: tuple[float, float],
+    references: tuple[MachineResult, ...] = (),
+) -> MachineResult:
+    n = len(machine.interpretation)
+    h100 = hit_rate(rankings, machine.interpretation, 100) if n else math.nan
+    h150 = hit_rate(rankings, machine.interpretation, 150) if n else math.nan
+    return MachineResult(
+        name=machine.name,
+        event=event_metrics(np.asarray(alerts, dtype=bool), machine.labels),
+        best=best_threshold_f1(np.asarray(score, dtype=float), machine.labels),
+        interpreted_segments=n,
+        hit_sum_100=h100 * n if n else 0.0,
+        hit_sum_150=h150 * n if n else 0.0,
+        hit_rate_100=h100,
+        hit_rate_150=h150,
+        detect_seconds=seconds[0],
+        rank_seconds=seconds[1],
+        detector=detector,
+        references=references,
+    )
+
+
+def evaluate_reference(machine: SmdMachine, detector: str) -> MachineResult:
+    """Score one named reference of :mod:`ajan.evaluation.baselines` on one machine.
+
+    Its baseline is the training rows, as ajan's. Each interpretation segment is
+    ranked by the reference's ranking over the segment's rows, computed once for
+    the whole test set and averaged per segment: exactly what
+    ``floor_rank(test[:end], start, end, train)`` or ``pca_rank(...)`` return,
+    since both judge a row against the baseline only.
+    """
+    from ajan.evaluation import baselines
+
+    t0 = time.perf_counter()
+    if detector == "floor":
+        res = baselines.floor_detect(machine.test, machine.train)
+    elif detector == "pca":
+        res = baselines.pca_detect(machine.test, machine.train)
+    else:
+        raise ValueError(f"unknown reference {detector!r}; known: {', '.join(baselines.REFERENCES)}")
+    t1 = time.perf_counter()
+    if detector == "floor":
+        cells = baselines.floor_deviation(machine.test, machine.train)
+    else:
+        cells = baselines.pca_fit(machine.train).residuals(machine.test)
+    rankings = [cells[start:end].mean(axis=0) for start, end, _ in machine.interpretation]
+    t2 = time.perf_counter()
+    return _machine_result(machine, detector, res.alert, res.score, rankings, (t1 - t0, t2 - t1))
+
+
+def evaluate_machine(
+    machine: SmdMachine,
+    config: DetectorConfig | None = None,
+    references: Sequence[str] | None = None,
+) -> MachineResult:
     """Run ajan's detector and ranking on one machine and score them.
 
     ``detect(test, baseline=train)`` gives the alerts (ajan's own operating
@@ -564,36 +639,28 @@ def evaluate_machine(machine: SmdMachine, config: DetectorConfig | None = None) 
     baseline=train)`` returns: the z-scores are causal, so the rows after the
     segment (which would not exist yet when an operator asks for the cause) have
     no influence, and computing them once saves re-running the detector per segment.
+
+    ``references`` names the references of :mod:`ajan.evaluation.baselines` to
+    score too (:func:`evaluate_reference`), by default all of them; ``()`` for none.
     """
     from ajan.analysis.detector import DEFAULT_CONFIG, detect
     from ajan.analysis.rootcause import rank_root_causes
+    from ajan.evaluation.baselines import REFERENCES
 
     t0 = time.perf_counter()
     result = detect(machine.test, baseline=machine.train, config=config or DEFAULT_CONFIG)
     t1 = time.perf_counter()
-    alerts = np.asarray(result.alert, dtype=bool)
-    score = np.asarray(result.score, dtype=float)
     z = np.asarray(result.zscores, dtype=float).T
     rankings = [rank_root_causes(z, start, end).score for start, end, _ in machine.interpretation]
     t2 = time.perf_counter()
-    n = len(machine.interpretation)
-    h100 = hit_rate(rankings, machine.interpretation, 100) if n else math.nan
-    h150 = hit_rate(rankings, machine.interpretation, 150) if n else math.nan
-    return MachineResult(
-        name=machine.name,
-        event=event_metrics(alerts, machine.labels),
-        best=best_threshold_f1(score, machine.labels),
-        interpreted_segments=n,
-        hit_sum_100=h100 * n if n else 0.0,
-        hit_sum_150=h150 * n if n else 0.0,
-        hit_rate_100=h100,
-        hit_rate_150=h150,
-        detect_seconds=t1 - t0,
-        rank_seconds=t2 - t1,
+    refs = tuple(
+        evaluate_reference(machine, name) for name in (REFERENCES if references is None else references)
     )
+    return _machine_result(machine, "ajan", result.alert, result.score, rankings, (t1 - t0, t2 - t1), refs)
 
 
-def _pool_events(events: Sequence[EventMetrics]) -> EventMetrics:
+def pool_events(events: Sequence[EventMetrics]) -> EventMetrics:
+    """Pool event metrics: counts summed, ratios recomputed (also used for NAB's files)."""
     return EventMetrics.from_counts(
         segments=sum(e.segments for e in events),
         detected=sum(e.detected for e in events),
@@ -605,7 +672,7 @@ def _pool_events(events: Sequence[EventMetrics]) -> EventMetrics:
 
 def pool(results: Sequence[MachineResult]) -> EventMetrics:
     """Event metrics of all machines pooled: counts summed, ratios recomputed."""
-    return _pool_events([r.event for r in results])
+    return pool_events([r.event for r in results])
 
 
 def _fmt(x: float, pct: bool = False) -> str:
@@ -643,7 +710,7 @@ def format_table(results: Sequence[MachineResult]) -> str:
         h100 = sum(r.hit_sum_100 for r in results) / n_int if n_int else math.nan
         h150 = sum(r.hit_sum_150 for r in results) / n_int if n_int else math.nan
         # Counts at each machine's own best threshold, pooled like ajan's alerts.
-        pb = _pool_events([r.best.event for r in results])
+        pb = pool_events([r.best.event for r in results])
         lines.append(
             f"| **pooled** | {p.segments} | {p.detected} | {p.false_alarms} "
             f"| {_fmt(p.precision)} | {_fmt(p.recall)} | {_fmt(p.f1)} "
@@ -669,6 +736,120 @@ def format_table(results: Sequence[MachineResult]) -> str:
     return "\n".join(lines)
 
 
+def by_detector(results: Sequence[MachineResult]) -> dict[str, list[MachineResult]]:
+    """Per detector (ajan first, then the references), its result on every machine."""
+    out: dict[str, list[MachineResult]] = {}
+    for r in results:
+        for name, res in r.by_detector().items():
+            out.setdefault(name, []).append(res)
+    return out
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def figures(results: Sequence[MachineResult]) -> dict[str, dict[str, float]]:
+    """The headline figures of every detector, pooled over the machines, as plain data.
+
+    Returns
+    -------
+    dict
+        ``{detector: {figure: value}}`` with, at the detector's own alert decision
+        and counts pooled over machines, ``segments``, ``detected``,
+        ``false_alarms``, ``precision``, ``recall``, ``f1``, ``normal_flagged``;
+        ``best_event_f1`` (counts at each machine's own best threshold, pooled),
+        ``mean_best_event_f1`` and ``mean_best_point_f1`` (means of machines);
+        ``hit_rate_100`` and ``hit_rate_150`` over all interpreted segments;
+        ``detect_seconds`` summed over machines.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name, rs in by_detector(results).items():
+        p = pool_events([r.event for r in rs])
+        pb = pool_events([r.best.event for r in rs])
+        n_int = sum(r.interpreted_segments for r in rs)
+        out[name] = {
+            "segments": p.segments,
+            "detected": p.detected,
+            "false_alarms": p.false_alarms,
+            "precision": p.precision,
+            "recall": p.recall,
+            "f1": p.f1,
+            "normal_flagged": p.normal_flagged,
+            "best_event_f1": pb.f1,
+            "mean_best_event_f1": _nanmean([r.best.event.f1 for r in rs]),
+            "mean_best_point_f1": _nanmean([r.best.point_f1 for r in rs]),
+            "hit_rate_100": sum(r.hit_sum_100 for r in rs) / n_int if n_int else math.nan,
+            "hit_rate_150": sum(r.hit_sum_150 for r in rs) / n_int if n_int else math.nan,
+            "detect_seconds": sum(r.detect_seconds for r in rs),
+        }
+    return out
+
+
+def format_comparison(results: Sequence[MachineResult]) -> str:
+    """Markdown: ajan beside the named references, pooled, then F1 per machine.
+
+    Empty when the results carry no reference.
+    """
+    groups = by_detector(results)
+    if len(groups) < 2:
+        return ""
+    figs = figures(results)
+    lines = [
+        "ajan beside the named references (ajan.evaluation.baselines), same run, same rules: "
+        "floor = rolling robust z floor, alert at z >= 20; pca = PCA reconstruction error "
+        "(90% variance), alert above the 99.9th percentile of the train rows' own scores "
+        "(label-free). All three learn from the train rows.",
+        "",
+        "| detector | segments | detected | false alarms | precision | recall | F1 | normal flagged "
+        "| best-thr event F1 | mean best-thr point F1 | HitRate@100% | HitRate@150% | detect s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in figs.items():
+        lines.append(
+            f"| {name} | {f['segments']:.0f} | {f['detected']:.0f} | {f['false_alarms']:.0f} "
+            f"| {_fmt(f['precision'])} | {_fmt(f['recall'])} | {_fmt(f['f1'])} "
+            f"| {_fmt(f['normal_flagged'], pct=True)} | {_fmt(f['best_event_f1'])} "
+            f"| {_fmt(f['mean_best_point_f1'])} | {_fmt(f['hit_rate_100'])} "
+            f"| {_fmt(f['hit_rate_150'])} | {f['detect_seconds']:.1f} |"
+        )
+    names = list(groups)
+    lines += [
+        "",
+        "| machine | "
+        + " | ".join(f"{n} F1" for n in names)
+        + " | "
+        + " | ".join(f"{n} best-thr F1" for n in names)
+        + " | "
+        + " | ".join(f"{n} HitRate@100%" for n in names)
+        + " |",
+        "|---|" + "---|" * (3 * len(names)),
+    ]
+    for r in results:
+        each = r.by_detector()
+        rs = [each[n] for n in names]
+        lines.append(
+            f"| {r.name} | "
+            + " | ".join(_fmt(x.event.f1) for x in rs)
+            + " | "
+            + " | ".join(_fmt(x.best.event.f1) for x in rs)
+            + " | "
+            + " | ".join(_fmt(x.hit_rate_100) for x in rs)
+            + " |"
+        )
+    lines.append(
+        "| **mean of machines** | "
+        + " | ".join(_fmt(_nanmean([x.event.f1 for x in groups[n]])) for n in names)
+        + " | "
+        + " | ".join(_fmt(_nanmean([x.best.event.f1 for x in groups[n]])) for n in names)
+        + " | "
+        + " | ".join(_fmt(_nanmean([x.hit_rate_100 for x in groups[n]])) for n in names)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
 def available_machines(root: Path) -> list[str]:
     """Machine names with a test file under ``root``, in natural order (1-2 before 1-10)."""
     names = [p.name.removesuffix(".txt.gz") for p in (Path(root) / "test").glob("*.txt.gz")]
@@ -679,27 +860,26 @@ def available_machines(root: Path) -> list[str]:
     return sorted(names, key=key)
 
 
-def _run_one(args: tuple[str, str, DetectorConfig | None]) -> MachineResult:
-    root, name, config = args
-    return evaluate_machine(load_machine(Path(root), name), config)
+def _run_one(args: tuple[str, str, DetectorConfig | None, tuple[str, ...] | None]) -> MachineResult:
+    root, name, config, references = args
+    return evaluate_machine(load_machine(Path(root), name), config, references)
 
 
 def run(
-    root: Path, machines: Sequence[str], processes: int = 2, config: DetectorConfig | None = None
+    root: Path,
+    machines: Sequence[str],
+    processes: int = 2,
+    config: DetectorConfig | None = None,
+    references: Sequence[str] | None = None,
 ) -> list[MachineResult]:
     """Evaluate ``machines`` in at most ``processes`` forked worker processes.
 
     Results come back in the order of ``machines``; ``config`` defaults to the
-    detector's defaults.
+    detector's defaults, ``references`` to every named reference (``()``: none).
     """
-    jobs = [(str(root), m if m.startswith("machine-") else f"machine-{m}", config) for m in machines]
-    processes = max(1, min(processes, len(jobs)))
-    if processes == 1:
-        return [_run_one(job) for job in jobs]
-    # fork: the workers inherit the imported numpy instead of re-importing ajan per machine.
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes=processes) as pool_:
-        return pool_.map(_run_one, jobs, chunksize=1)
+    refs = None if references is None else tuple(references)
+    jobs = [(str(root), m if m.startswith("machine-") else f"machine-{m}", config, refs) for m in machines]
+    return pool_map(_run_one, jobs, processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -726,6 +906,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a detector setting (DetectorConfig), repeatable",
     )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip the named references (floor, pca) printed beside ajan",
+    )
     args = parser.parse_args(argv)
     from ajan.analysis.detector import config_with
 
@@ -743,18 +928,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not machines:
         parser.error("no machines to evaluate")
     t0 = time.perf_counter()
-    results = run(args.data, machines, processes=min(2, max(1, args.processes)), config=config)
+    results = run(
+        args.data,
+        machines,
+        processes=min(2, max(1, args.processes)),
+        config=config,
+        references=() if args.no_references else None,
+    )
     wall = time.perf_counter() - t0
     print(format_table(results))
+    comparison = format_comparison(results)
+    if comparison:
+        print()
+        print(comparison)
     print()
     for r in results:
-        print(f"- {r.name}: detect {r.detect_seconds:.1f}s, rank {r.rank_seconds:.1f}s")
+        times = ", ".join(
+            f"{name} detect {x.detect_seconds:.1f}s rank {x.rank_seconds:.1f}s"
+            for name, x in r.by_detector().items()
+        )
+        print(f"- {r.name}: {times}")
     print(f"- wall time {wall:.1f}s")
     if args.json is not None:
         payload = {
             "data": str(args.data),
             "machines": [asdict(r) for r in results],
             "pooled": asdict(pool(results)),
+            "figures": figures(results),
             "wall_seconds": wall,
         }
         args.json.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
