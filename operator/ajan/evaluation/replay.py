@@ -45,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ajan.evaluation import SHARED_DATA, pool_map
+from ajan.evaluation.smd import _ratio
 
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
@@ -80,8 +81,9 @@ class Series:
 
     def segments(self) -> list[tuple[float, float]]:
         """Labelled segments as ``(start, end)`` epoch seconds, ``end`` exclusive, after ``start``."""
-        edges = np.diff(np.concatenate([[0], self.labels.astype(np.int8), [0]]))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        from ajan.evaluation.smd import runs
+
+        starts, ends = runs(self.labels)
         ts = np.append(self.timestamps, self.timestamps[-1] + self.step_s)
         return [(float(ts[a]), float(ts[b])) for a, b in zip(starts, ends, strict=True) if ts[b] > self.start]
 
@@ -249,33 +251,29 @@ class Match:
     insufficient: int
     seconds: float
 
-    @staticmethod
-    def _ratio(a: float, b: float) -> float:
-        return a / b if b else 0.0
-
     @property
     def action_precision(self) -> float:
         """Actions that detect a segment, over all actions."""
-        return self._ratio(self.actions - self.false_actions, self.actions)
+        return _ratio(self.actions - self.false_actions, self.actions)
 
     @property
     def action_recall(self) -> float:
         """Segments acted on (pause or stronger), over all segments."""
-        return self._ratio(self.acted, self.segments)
+        return _ratio(self.acted, self.segments)
 
     @property
     def plan_precision(self) -> float:
         """Incidents (any plan) that detect a segment, over all incidents."""
-        return self._ratio(self.incidents - self.false_incidents, self.incidents)
+        return _ratio(self.incidents - self.false_incidents, self.incidents)
 
     @property
     def plan_recall(self) -> float:
         """Segments with any plan, over all segments."""
-        return self._ratio(self.planned, self.segments)
+        return _ratio(self.planned, self.segments)
 
     @staticmethod
     def _f1(p: float, r: float) -> float:
-        return 2 * p * r / (p + r) if p + r else 0.0
+        return _ratio(2 * p * r, p + r)
 
     @property
     def action_f1(self) -> float:
@@ -285,7 +283,7 @@ class Match:
     @property
     def false_actions_per_day(self) -> float:
         """False actions per day replayed."""
-        return self._ratio(self.false_actions, self.days)
+        return _ratio(self.false_actions, self.days)
 
     @property
     def median_delay_s(self) -> float:
@@ -295,17 +293,17 @@ class Match:
     @property
     def early_share(self) -> float:
         """Segments acted on before they started, over the segments acted on."""
-        return self._ratio(self.early, self.acted)
+        return _ratio(self.early, self.acted)
 
     @property
     def normal_in_incident(self) -> float:
         """Share of the normal (unlabelled) time spent inside an incident."""
-        return self._ratio(self.normal_in_incident_s, self.normal_seconds)
+        return _ratio(self.normal_in_incident_s, self.normal_seconds)
 
     @property
     def evaluations_per_second(self) -> float:
         """Evaluations replayed per second of wall time."""
-        return self._ratio(self.evaluations, self.seconds)
+        return _ratio(self.evaluations, self.seconds)
 
     def __add__(self, other: Match) -> Match:
         # Every field is a count, a sum of seconds, or a tuple of delays: pooling adds them.
