@@ -461,3 +461,10 @@ def test_critical_anomalies_names_since_and_order() -> None:
     res = critical_anomalies(x, z, ["cpu", "mem", "lat", "err"], [10.0, 1.0, -10.0, 0.0], hold=5.0)
     assert {a.metric: a.since for a in res}["cpu"] == 4
     assert critical_anomalies(x, z, ["a", "b", "c", "d"], np.zeros(4), threshold=25.0) == []
+
+
+def test_rounding_noise_over_an_exactly_flat_reference_is_not_extreme() -> None:
+    # A metric that never moved has a reference of exact zeros; an ulp of change is a tie, not a record.
+    out = calibrate_zscore(np.array([[1e-12, -1e-12, 0.0, 3.0]]), np.zeros((1, 200)))
+    assert np.abs(out[0, :3]).max() == 0.0
+    assert out[0, 3] > 2.5

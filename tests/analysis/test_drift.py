@@ -84,3 +84,22 @@ def test_rise_of_a_mostly_constant_baseline_is_drift() -> None:
     burst = rng.integers(3, 10, (1, 200)).astype(float)
     assert detect_drift(burst, errors).drifted[0]
     assert detect_drift(np.full((1, 100), 6.0), np.full((1, 500), 5.0)).drifted[0]
+
+
+def test_a_shift_below_the_metrics_resolution_is_no_drift() -> None:
+    # Rank tests see these as wholly apart; in the metric's unit they are the same value.
+    base = np.full((1, 500), 0.002)
+    cur = np.full((1, 100), 0.002 + 1e-17)
+    res = detect_drift(cur, base)
+    assert res.psi[0] > 0.2 and res.ks_pvalue[0] < 0.01
+    assert res.shift[0] < 1e-15 and not res.drifted[0]
+    # The same shape of change, but material: 0.002 to 0.003 is drift.
+    assert detect_drift(cur + 0.001, base).drifted[0]
+
+
+def test_shift_is_the_wasserstein_distance() -> None:
+    rng = np.random.default_rng(5)
+    base, cur = rng.normal(size=(2, 400)), rng.normal(size=(2, 100)) + 1.0
+    res = detect_drift(cur, base)
+    for i in range(2):
+        assert res.shift[i] == pytest.approx(stats.wasserstein_distance(cur[i], base[i]))

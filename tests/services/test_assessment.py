@@ -135,6 +135,31 @@ def test_constant_and_nan_metrics_do_not_break_the_assessment() -> None:
     assert np.isfinite(result.confidence) and result.rung is None
 
 
+@pytest.mark.parametrize(
+    "flat",
+    [
+        pytest.param(lambda rows, rng: np.zeros(rows), id="all-zero"),
+        pytest.param(lambda rows, rng: np.full(rows, 0.002), id="constant"),
+        # What `errors / requests` gives when the ratio never moves: 0.002 give or take an ulp.
+        pytest.param(lambda rows, rng: 0.002 * (1 + 1e-15 * rng.normal(size=rows)), id="rounding-noise"),
+        # The noise only in the newest quarter: every rank test sees a wholly new distribution.
+        pytest.param(
+            lambda rows, rng: np.r_[np.full(rows - 30, 0.002), 0.002 + 1e-17 * rng.integers(1, 4, 30)],
+            id="noise-after-constant",
+        ),
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_flat_metric_is_never_drifted_or_anomalous(flat: object, seed: int) -> None:
+    v = healthy(seed=seed)
+    v[:, 1] = flat(ROWS, np.random.default_rng(seed))  # type: ignore[operator]
+    result = assess(spec(), window(v))
+    assert "errors" not in {d.metric for d in result.evidence.drift}
+    assert "errors" not in {a.metric for a in result.evidence.anomalies}
+    assert result.metric_scores["errors"] < 0.1
+    assert result.rung is None
+
+
 def test_evidence_makes_a_valid_plan_spec_and_json() -> None:
     v = healthy()
     v[-10:, 0] *= np.linspace(1.0, 4.0, 10)

@@ -31,6 +31,9 @@ from ajan.analysis.robust import (
 DEFAULT_Z_HALF: Final = 6.0
 _LN2: Final = math.log(2.0)
 BETA_FLOOR: Final = 0.3  # z-units: keeps a flat reference's tail from collapsing
+#: z-scores closer than this are ties: floating-point noise on a metric that is otherwise exactly flat
+#: (a ratio computed as 0.002 every time) must not rank above a reference of exact zeros.
+Z_TIE: Final = 1e-6
 
 
 def _as_2d(x: ArrayLike) -> FloatArray:
@@ -525,12 +528,12 @@ def _tail_pvalue(a: FloatArray, ref: FloatArray, tail: float) -> FloatArray:
     # rate: take a tenth of the threshold, or 1 z-unit, whichever is larger.
     beta = float(excess.mean()) if excess.size else 0.0
     beta = max(beta, 0.1 * float(u), BETA_FLOOR)
-    at_least = r - np.searchsorted(ref, a, side="left")
+    at_least = r - np.searchsorted(ref, a - Z_TIE, side="left")
     p_emp = (at_least + 1.0) / (r + 1.0)
     p_u = (np.count_nonzero(ref >= u) + 1.0) / (r + 1.0)
     with np.errstate(over="ignore"):
         p_tail = p_u * np.exp(-(a - u) / beta)
-    return np.where(a > u, np.minimum(p_tail, p_emp), p_emp)
+    return np.where(a > u + Z_TIE, np.minimum(p_tail, p_emp), p_emp)
 
 
 def calibrate_zscore(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from ajan.analysis.robust import FloatArray, quiet_nanquantile
+from ajan.analysis.robust import FloatArray, quiet_nanmedian, quiet_nanquantile
 
 _PSI_EPS = 1e-4
+#: A shift smaller than this share of the baseline's median (or than the absolute floor) is no
+#: drift: the same floors under which the anomaly detector treats a change as noise.
+REL_SHIFT_FLOOR: Final = 0.01
+ABS_SHIFT_FLOOR: Final = 1e-6
 
 
 @dataclass(frozen=True)
@@ -19,12 +25,14 @@ class DriftResult:
 
     ks_statistic, ks_pvalue: two-sample Kolmogorov-Smirnov (NaN where a side is empty).
     psi: population stability index over the baseline's deciles.
-    drifted: ``psi >= psi_threshold`` and ``ks_pvalue < alpha``.
+    shift: Wasserstein-1 distance between the two, in the metric's unit (NaN where a side is empty).
+    drifted: ``psi >= psi_threshold``, ``ks_pvalue < alpha`` and a material ``shift``.
     """
 
     ks_statistic: FloatArray
     ks_pvalue: FloatArray
     psi: FloatArray
+    shift: FloatArray
     drifted: NDArray[np.bool_]
 
 
@@ -83,13 +91,19 @@ def detect_drift(
     bins: int = 10,
     alpha: float = 0.01,
     psi_threshold: float = 0.2,
+    rel_floor: float = REL_SHIFT_FLOOR,
+    abs_floor: float = ABS_SHIFT_FLOOR,
 ) -> DriftResult:
     """Distribution shift of each metric's recent window against its baseline.
 
     Both tests must agree: on autocorrelated metrics the KS p-value alone is
     tiny for any long window (its points are not independent), and PSI alone
     has no notion of sample size; PSI sets the effect size that matters, KS
-    checks that it is not the noise of a short window.
+    checks that it is not the noise of a short window. Both are rank tests,
+    blind to units: a metric that is flat but for floating-point noise (an
+    error ratio computed as 0.002 every time) would look wholly shifted. So the
+    distributions must also lie apart, in the metric's unit, by more than
+    ``max(abs_floor, rel_floor * |baseline median|)``.
 
     Parameters
     ----------
@@ -101,11 +115,21 @@ def detect_drift(
     n = cur.shape[0]
     ks_stat = np.full(n, np.nan)
     ks_p = np.full(n, np.nan)
+    shift = np.full(n, np.nan)
     for i in range(n):
         c, b = cur[i][np.isfinite(cur[i])], base[i][np.isfinite(base[i])]
         if c.size and b.size:
-            res = stats.ks_2samp(c, b)
+            shift[i] = float(stats.wasserstein_distance(c, b))
+            with warnings.catch_warnings():
+                # For tied or long samples scipy's exact p-value does not converge and it falls back
+                # to the asymptotic one, as it should; the warning says nothing a user can act on.
+                warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+                res = stats.ks_2samp(c, b)
             ks_stat[i], ks_p[i] = float(res.statistic), float(res.pvalue)
     psi = population_stability_index(cur, base, bins)
-    drifted = (np.nan_to_num(psi) >= psi_threshold) & (np.nan_to_num(ks_p, nan=1.0) < alpha)
-    return DriftResult(ks_stat, ks_p, psi, drifted)
+    with np.errstate(invalid="ignore"):
+        material = np.nan_to_num(shift) > np.maximum(
+            abs_floor, rel_floor * np.abs(np.nan_to_num(quiet_nanmedian(base, axis=1)))
+        )
+    drifted = (np.nan_to_num(psi) >= psi_threshold) & (np.nan_to_num(ks_p, nan=1.0) < alpha) & material
+    return DriftResult(ks_stat, ks_p, psi, shift, drifted)
