@@ -39,9 +39,11 @@ from ajan.clients.prometheus import (
     MetricSourceError,
 )
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
-from ajan.services.assessment import Assessment, MetricWindow, assess, nominal_rows
-from ajan.services.feedback import assessment_shifts, refine, signature
-from ajan.services.incident import Decision, Outcome, decide
+from ajan.services.assessment import Assessment, MetricWindow, nominal_rows
+from ajan.services.feedback import assessment_shifts, signature
+from ajan.services.incident import Decision, Outcome
+from ajan.services.severity import SeverityClassifier, load_classifier
+from ajan.services.step import evaluate
 from ajan.services.window import raise_most_telling, window_bounds
 from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
@@ -351,6 +353,8 @@ class PlanEvent:
     supersedes: str | None
     top_metrics: tuple[MetricZ, ...]
     predicted_impact: tuple[Impact, ...]
+    severity_estimate: dict[str, float | str] | None = None
+    """The severity model's advisory probabilities (``info``, ``warning``, ``critical``, ``source``)."""
 
 
 @dataclass(frozen=True)
@@ -459,6 +463,7 @@ def _plan_event(at: datetime, decision: Decision, severity: str, assessment: Ass
             Impact(p.metric, p.expected_z, p.breach_probability, p.lag_seconds)
             for p in sorted(evidence.predicted_impact, key=lambda p: -p.breach_probability)[:TOP_IMPACTS]
         ),
+        severity_estimate=evidence.severity.model_dump() if evidence.severity else None,
     )
 
 
@@ -492,12 +497,15 @@ def replay(
     *,
     verdicts: Callable[[PlanEvent], Verdict | None] | None = None,
     feedback_ttl_s: float = DEFAULT_TTL_S,
+    classifier: SeverityClassifier | None = None,
 ) -> BacktestResult:
     """Evaluate the policy every ``interval`` from ``start`` to ``end`` over ``history``.
 
     Pure. ``history`` must cover the window of every evaluation (see `history_grid`). Each evaluation
-    does what the operator's does: an `InsufficientData` assessment changes nothing and is counted;
-    otherwise `decide` moves the in-memory incident on, and an opening or escalation is a plan.
+    is the operator's own step (:func:`ajan.services.step.evaluate`, with the severity model the
+    operator loads unless ``classifier`` is given): an `InsufficientData` assessment changes nothing
+    and is counted; otherwise the step moves the in-memory incident on, and an opening or escalation
+    is a plan.
 
     With ``verdicts`` (a stand-in for the person who judges each plan of an incident once it has
     resolved), every decision is refined by the live verdicts, exactly as the operator's is with
@@ -505,11 +513,12 @@ def replay(
     on a plan whose evidence grew: with every metric the incident involved and how far each moved.
     """
     spec = policy.spec
+    if classifier is None:
+        classifier, _ = load_classifier()
     name = str(policy.metadata.get("name") or "backtest")
     namespace = policy.metadata.get("namespace")
     interval = parse_duration(spec.interval).total_seconds()
-    ladder = spec.remediation.ladder
-    severities = {step.action: step.severity.value for step in ladder}
+    severities = {rung.action: rung.severity.value for rung in spec.remediation.ladder}
 
     incident: Incident | None = None
     given: list[FeedbackRecord] = []
@@ -530,7 +539,10 @@ def replay(
             opened_at = incident.opened_at.timestamp() if incident else None
             bounds = window_bounds(spec, t, opened_at)
             window = window_at(spec, history, t, opened_at)
-            assessment = assess(spec, window, bounds.current_from, hold=incident is not None)
+            live = None
+            if verdicts is not None:
+                live = FeedbackHistory(tuple(r for r in given if t - r.at.timestamp() < feedback_ttl_s))
+            step = evaluate(name, spec, window, bounds.current_from, incident, at, classifier, live)
         except InsufficientData as err:
             insufficient[err.reason] = insufficient.get(err.reason, 0) + 1
             last = gaps[-1] if gaps else None
@@ -540,14 +552,10 @@ def replay(
                 gaps.append(DataGap(at, at, 1, err.reason, err.message))
             continue
         assessed += 1
-        steps = list(ladder)
-        if verdicts is not None:
-            live = tuple(r for r in given if t - r.at.timestamp() < feedback_ttl_s)
-            assessment, steps = refine(assessment, steps, FeedbackHistory(live))
+        assessment, decision = step.assessment, step.decision
         confidence = assessment.confidence
         if max_conf is None or confidence > max_conf[0]:
             max_conf = (confidence, at)
-        decision = decide(name, incident, confidence, steps, spec.remediation.recovery_evaluations, at)
         if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
             assert decision.incident is not None
             incidents += decision.outcome is Outcome.OPEN

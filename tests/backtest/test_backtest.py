@@ -51,8 +51,10 @@ from ajan.clients.prometheus import (
     QueryFailed,
     RangeResult,
 )
-from ajan.models import CorrelationPolicy
+from ajan.models import CorrelationPolicy, Incident
 from ajan.services.assessment import MetricWindow, nominal_rows
+from ajan.services.severity import load_classifier
+from ajan.services.step import evaluate
 from ajan.services.window import fetch_window, window_bounds
 from support.prometheus import StartWithHistory, free_port, wait_for
 
@@ -219,6 +221,36 @@ def test_fault_opens_exactly_one_plan_soon_after_it_starts(
     assert plan.top_metrics and plan.top_metrics[0].metric == "latency" and plan.top_metrics[0].z > 0
     assert result.summary.incidents == 1
     assert result.summary.plans_by_action == {p.action: 1 for p in result.plans}
+
+
+def test_each_plan_is_the_operators_own_step_with_its_severity_estimate() -> None:
+    # The operator calls ajan.services.step.evaluate on the window it fetches; so must the replay,
+    # severity model included (it once left the estimate out).
+    series = _healthy(1)
+    rows = _rows(FAULT, FAULT + 1800)
+    series["latency"][rows] *= 2.5
+    result = _backtest(series)
+    assert result.plans
+    classifier, _ = load_classifier()
+    for plan in result.plans[:2]:
+        t = plan.time.timestamp()
+        incident = None
+        if plan.outcome == "escalate":
+            opened = next(p for p in result.plans if p.incident == plan.incident and p.outcome == "open")
+            incident = Incident(
+                id=plan.incident, opened_at=opened.time, action=opened.action, plan=opened.plan,
+                peak_confidence=opened.confidence,
+            )  # fmt: skip
+        bounds = window_bounds(POLICY.spec, t, incident.opened_at.timestamp() if incident else None)
+        window = asyncio.run(
+            fetch_window(SeriesSource(series), POLICY.spec, bounds.start, bounds.end, bounds.step)
+        )
+        step = evaluate("checkout", POLICY.spec, window, bounds.current_from, incident, plan.time, classifier)
+        assert step.decision.incident is not None and step.decision.incident.plan == plan.plan
+        assert step.assessment.confidence == pytest.approx(plan.confidence)
+        assert step.assessment.evidence.severity is not None
+        assert plan.severity_estimate == step.assessment.evidence.severity.model_dump()
+    assert json.loads(render_json(result))["plans"][0]["severity_estimate"]["source"] in {"model", "rules"}
 
 
 def test_escalating_fault_opens_then_escalates() -> None:

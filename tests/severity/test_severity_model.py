@@ -67,7 +67,8 @@ def test_model_is_small_and_its_checksum_is_recorded(model: SeverityModel) -> No
 
 def test_interpreter_matches_numpy_reimplementation(model: SeverityModel) -> None:
     x = bounded_features(500)
-    np.testing.assert_allclose(model.logits(x), numpy_logits(model, x), rtol=1e-5, atol=1e-5)
+    # float32 kernels against a float64 reference, logits up to about 30: a few float32 ulps apart.
+    np.testing.assert_allclose(model.logits(x), numpy_logits(model, x), rtol=1e-5, atol=5e-5)
 
 
 def test_interpreter_and_json_weights_match_the_golden_logits(model: SeverityModel) -> None:

@@ -186,8 +186,14 @@ def _interpret(content: bytes, info: ModelInfo, path: Path) -> SeverityModel:
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"severity model {path} is not a TFLite flatbuffer (no TFL3 identifier)")
     interpreter_type = interpreter_class()
+    options: dict[str, Any] = {}
+    resolver = getattr(importlib.import_module(interpreter_type.__module__), "OpResolverType", None)
+    if resolver is not None:
+        # A delegate buys nothing for a model this small on one thread, and XNNPACK's announces itself
+        # on stderr at every load (noise in `ajan backtest`'s output).
+        options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interpreter = interpreter_type(model_content=content, num_threads=1)
+        interpreter = interpreter_type(model_content=content, num_threads=1, **options)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
         raise ModelError(f"severity model {path} is not a valid TFLite model: {err}") from err

@@ -34,7 +34,12 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from ajan import logs, metrics, tracing
-from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackStore, FeedbackUnavailableError
+from ajan.clients.feedback_store import (
+    DEFAULT_TTL_S,
+    FeedbackHistory,
+    FeedbackStore,
+    FeedbackUnavailableError,
+)
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
 from ajan.clients.rollouts import RolloutClient
@@ -55,12 +60,13 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.models.common import rfc3339
-from ajan.services.assessment import Assessment, assess
+from ajan.services.assessment import Assessment
 from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
-from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts, refine
-from ajan.services.incident import Decision, Outcome, decide, plan_name, policy_label
-from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier, estimate
+from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
+from ajan.services.incident import Decision, Outcome, plan_name, policy_label
+from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier
+from ajan.services.step import evaluate
 from ajan.services.window import fetch_window, window_bounds
 
 log = logging.getLogger(__name__)
@@ -340,32 +346,34 @@ class PolicyEvaluator:
         if missing is not None:
             notes = await self._degraded(status, DegradedReason.TARGET_NOT_FOUND, missing, now, generation)
             return Report(delay, None, DegradedReason.TARGET_NOT_FOUND.value, notes)
+        # Verdicts first: the step is pure and runs in a worker thread, with everything it needs.
+        verdicts, notes = await self._verdicts(now)
         try:
             opened_at = self.incident.opened_at.timestamp() if self.incident else None
             bounds = window_bounds(spec, self.runtime.clock(), opened_at)
             window = await fetch_window(self.runtime.source(url), spec, bounds.start, bounds.end, bounds.step)
             with tracing.span("ajan.analyse", metrics=len(spec.metrics)) as span:
                 async with self.runtime.analysis_slots:
-                    hold = self.incident is not None
-                    assessment = await asyncio.to_thread(assess, spec, window, bounds.current_from, hold=hold)
-                assessment = estimate(assessment, self.runtime.classifier)
-                span.set_attribute("score", assessment.score)
-                span.set_attribute("anomalous", len(assessment.evidence.anomalies))
+                    step = await asyncio.to_thread(
+                        evaluate,
+                        self.name,
+                        spec,
+                        window,
+                        bounds.current_from,
+                        self.incident,
+                        now,
+                        self.runtime.classifier,
+                        verdicts,
+                    )
+                span.set_attribute("score", step.assessment.score)
+                span.set_attribute("anomalous", len(step.assessment.evidence.anomalies))
         except MetricSourceError as err:
             metrics.QUERY_ERRORS.labels(reason=err.reason).inc()
-            notes = await self._degraded(status, err.reason, err.message, now, generation)
+            notes += await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
 
+        assessment, decision = step.assessment, step.decision
         with tracing.span("ajan.decide") as span:
-            assessment, ladder, notes = await self._with_feedback(spec, assessment, now)
-            decision = decide(
-                self.name,
-                self.incident,
-                assessment.confidence,
-                ladder,
-                spec.remediation.recovery_evaluations,
-                now,
-            )
             if log.isEnabledFor(logging.DEBUG):
                 # What a person debugging a surprising plan needs: which metrics, how far, what feedback did.
                 log.debug(
@@ -420,18 +428,15 @@ class PolicyEvaluator:
         await self.runtime.kube.patch_policy_status(self.namespace, self.name, patch)
         return Report(delay, decision.outcome, None, notes, assessment)
 
-    async def _with_feedback(
-        self, spec: CorrelationPolicySpec, assessment: Assessment, now: datetime
-    ) -> tuple[Assessment, list[LadderStep], list[Note]]:
-        """The assessment and ladder as operators' verdicts on this anomaly signature change them.
+    async def _verdicts(self, now: datetime) -> tuple[FeedbackHistory | None, list[Note]]:
+        """Operators' live verdicts on this policy's plans, and a note when Redis goes or comes back.
 
         Without Redis (none configured, or down) the decision is made as if no verdict were given:
         feedback only ever refines a decision, it is never needed for one.
         """
-        ladder = list(spec.remediation.ladder)
         store = self.runtime.feedback
         if store is None:
-            return assessment, ladder, []
+            return None, []
         try:
             history = await store.history(self.namespace, self.name, now)
         except FeedbackUnavailableError as err:
@@ -439,14 +444,13 @@ class PolicyEvaluator:
             first = not self._feedback_down
             self._feedback_down = True
             message = f"deciding without operators' feedback: {err}"
-            return assessment, ladder, [Note("FeedbackUnavailable", message, warning=True)] if first else []
+            return None, [Note("FeedbackUnavailable", message, warning=True)] if first else []
         notes = (
             [Note("FeedbackAvailable", "operators' feedback is read again")] if self._feedback_down else []
         )
         self._feedback_down = False
         metrics.record_feedback(self.namespace, self.name, history.true_positives, history.false_positives)
-        assessment, ladder = refine(assessment, ladder, history)
-        return assessment, ladder, notes
+        return history, notes
 
     async def _degraded(
         self, status: dict[str, Any], reason: str, message: str, now: datetime, generation: int | None

@@ -1,0 +1,58 @@
+"""One evaluation of a policy, the same for the operator and for ``ajan backtest``.
+
+Pure: the policy, its metrics' window, its open incident and the operators' live verdicts in; the
+assessment (with its advisory severity), the ladder the verdicts left and the incident's decision
+out. The operator fetches the window and the verdicts and carries the decision out; the backtest
+replays the same function over history, so a backtest is what the operator would have done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ajan.clients.feedback_store import FeedbackHistory
+from ajan.models import CorrelationPolicySpec, Incident, LadderStep
+from ajan.services.assessment import Assessment, MetricWindow, assess
+from ajan.services.feedback import refine
+from ajan.services.incident import Decision, decide
+from ajan.services.severity import SeverityClassifier, estimate
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one evaluation concluded."""
+
+    assessment: Assessment
+    """The assessment, refined by the verdicts, with the severity estimate in its evidence."""
+    ladder: list[LadderStep]
+    """The policy's ladder as the verdicts left it (the one the decision climbed)."""
+    decision: Decision
+
+
+def evaluate(
+    policy: str,
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    current_from: float,
+    incident: Incident | None,
+    at: datetime,
+    classifier: SeverityClassifier,
+    verdicts: FeedbackHistory | None = None,
+) -> Step:
+    """Assess ``window`` (scored from ``current_from`` on), estimate severity, apply the verdicts
+    and move ``incident`` on.
+
+    Raises
+    ------
+    InsufficientData
+        As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
+    """
+    assessment = assess(spec, window, current_from, hold=incident is not None)
+    assessment = estimate(assessment, classifier)
+    ladder = list(spec.remediation.ladder)
+    if verdicts is not None:
+        assessment, ladder = refine(assessment, ladder, verdicts)
+    recovery = spec.remediation.recovery_evaluations
+    decision = decide(policy, incident, assessment.confidence, ladder, recovery, at)
+    return Step(assessment, ladder, decision)
