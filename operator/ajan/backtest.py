@@ -39,6 +39,7 @@ from ajan.clients.prometheus import (
     MetricSourceError,
 )
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
+from ajan.models.common import validation_message
 from ajan.services.assessment import Assessment, MetricWindow, nominal_rows
 from ajan.services.feedback import assessment_shifts, signature
 from ajan.services.incident import Decision, Outcome
@@ -67,26 +68,6 @@ class BacktestError(InputError):
 
 
 # --- input ----------------------------------------------------------------------------------------
-
-
-def _location(loc: Sequence[int | str]) -> str:
-    """``('spec', 'metrics', 1, 'query')`` as ``spec.metrics[1].query``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def validation_message(err: ValidationError) -> str:
-    """The first validation error as one line naming the field, and how many more there are."""
-    first = err.errors()[0]
-    where = _location(first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    more = err.error_count() - 1
-    return (f"{where}: {message}" if where else message) + (f" (and {more} more)" if more else "")
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

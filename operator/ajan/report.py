@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from ajan.clients.prometheus import DEFAULT_TIMEOUT_S, MetricSourceError
 from ajan.models import CorrelationPolicy, RemediationPlan, parse_duration
-from ajan.models.common import DNS_SUBDOMAIN_PATTERN, GROUP, VERSION, Correlation
+from ajan.models.common import DNS_SUBDOMAIN_PATTERN, GROUP, VERSION, Correlation, validation_message
 from ajan.models.plan import Anomaly, Evidence, PlanPhase
 from ajan.table import InputError
 
@@ -908,8 +908,6 @@ class PlanRead:
 
 
 def _validation(err: ValidationError) -> str:
-    from ajan.backtest import validation_message
-
     return validation_message(err)
 
 

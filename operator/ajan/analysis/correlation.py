@@ -75,18 +75,6 @@ def _rank_rows(x: FloatArray) -> FloatArray:
     return ranks
 
 
-def _pearson_dense(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Row-by-row Pearson matrix of two gap-free blocks of equal length."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    na = np.sqrt(np.einsum("ij,ij->i", a, a))
-    nb = np.sqrt(np.einsum("ij,ij->i", b, b))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a = a / np.where(na > 0, na, np.nan)[:, None]
-        b = b / np.where(nb > 0, nb, np.nan)[:, None]
-    return np.asarray(a @ b.T, dtype=float)
-
-
 def _pearson_lagged_dense(x: FloatArray, max_lag: int) -> FloatArray:
     """Pearson matrices of gap-free rows at lags 0..max_lag, one matrix product per lag.
 

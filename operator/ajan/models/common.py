@@ -26,6 +26,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -362,3 +363,27 @@ def rfc3339(at: datetime) -> str:
 def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
     """The condition of type ``type_``, or ``None``."""
     return next((c for c in conditions if c.type == type_), None)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    """``('spec', 'metrics', 1, 'query')`` as ``spec.metrics[1].query``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def validation_message(err: ValidationError, root: Sequence[str] = ()) -> str:
+    """The first validation error as one line naming the field, and how many more there are.
+
+    ``root`` is where the validated document sits (``("spec",)`` for a resource's spec), so that
+    the field is named as a user finds it in their YAML: ``spec.metrics[1].query: ...``.
+    """
+    first = err.errors()[0]
+    where = _location([*root, *first["loc"]])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = err.error_count() - 1
+    return (f"{where}: {message}" if where else message) + (f" (and {more} more)" if more else "")

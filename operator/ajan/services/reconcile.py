@@ -59,7 +59,7 @@ from ajan.models import (
     find_condition,
     parse_duration,
 )
-from ajan.models.common import rfc3339
+from ajan.models.common import rfc3339, validation_message
 from ajan.services.assessment import Assessment
 from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
@@ -226,14 +226,6 @@ class Runtime:
         return self._sources[url]
 
 
-def _validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"spec.{where}: {first['msg']}" + (
-        f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    )
-
-
 def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
     return next((s.severity for s in ladder if s.action is action), Severity.WARNING)
 
@@ -331,7 +323,7 @@ class PolicyEvaluator:
             spec = CorrelationPolicySpec.model_validate(body.get("spec") or {})
         except ValidationError as err:
             await self._degraded(
-                status, DegradedReason.INVALID_SPEC, _validation_message(err), now, generation
+                status, DegradedReason.INVALID_SPEC, validation_message(err, ("spec",)), now, generation
             )
             return Report(INVALID_SPEC_RETRY_S, None, DegradedReason.INVALID_SPEC.value)
         delay = parse_duration(spec.interval).total_seconds()
