@@ -38,22 +38,26 @@ async def evaluate_policy(
     assert namespace is not None  # a namespaced resource
     evaluator = PolicyEvaluator(runtime, namespace, name, logger)
     wakeup = runtime.wakeup(namespace, name)
-    while not stopped:
-        started = time.monotonic()
-        try:
-            # A copy: the live body may change under an evaluation that awaits.
-            report = await evaluator.evaluate(copy.deepcopy(dict(body)))
-        except Exception:  # log and skip, never a retry storm: the next interval tries again
-            metrics.EVALUATIONS.labels(result="error").inc()
-            logger.exception("evaluation failed; retrying in %.0fs", ERROR_RETRY_S)
-            delay = ERROR_RETRY_S
-        else:
-            for note in report.notes:
-                post = kopf.warn if note.warning else kopf.info
-                post(body, reason=note.reason, message=note.message)
-            delay = report.delay_s
-        await _sleep(stopped, wakeup, max(0.0, delay - (time.monotonic() - started)))
-    metrics.forget_policy(namespace, name)
+    try:
+        while not stopped:
+            started = time.monotonic()
+            try:
+                # A copy: the live body may change under an evaluation that awaits.
+                report = await evaluator.evaluate(copy.deepcopy(dict(body)))
+            except Exception:  # log and skip, never a retry storm: the next interval tries again
+                metrics.EVALUATIONS.labels(result="error").inc()
+                logger.exception("evaluation failed; retrying in %.0fs", ERROR_RETRY_S)
+                delay = ERROR_RETRY_S
+            else:
+                for note in report.notes:
+                    post = kopf.warn if note.warning else kopf.info
+                    post(body, reason=note.reason, message=note.message)
+                delay = report.delay_s
+            await _sleep(stopped, wakeup, max(0.0, delay - (time.monotonic() - started)))
+    finally:
+        # Also when kopf cancels the daemon mid-evaluation (the policy deleted while a query is out):
+        # a deleted policy's series must not outlive it.
+        metrics.forget_policy(namespace, name)
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: float) -> None:
