@@ -12,7 +12,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 #: Loopback: run on a laptop, ajan exposes nothing; the Deployment sets AJAN_LIVENESS for its probe.
@@ -83,8 +84,169 @@ def _listen(text: str) -> tuple[str, int] | None:
     return host or "0.0.0.0", int(port)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One setting of ``ajan run``: its flag, the environment variable that is its default, and its help.
+
+    ``help`` may name ``{env}`` and ``{default}``, so that the variable and the default are written
+    once, here, and the help cannot drift from what the parser does.
+    """
+
+    flag: str
+    env: str
+    help: str
+    #: Parses the flag's and the variable's text alike; None keeps the text.
+    parse: Callable[[str], object] | None = None
+    #: As the variable would give it: a string default goes through ``parse`` too, so that a bad
+    #: variable is a usage error, not a traceback.
+    default: str | None = None
+    metavar: str | None = None
+
+
+def _oidc(claim: str, default: str, what: str) -> Setting:
+    """A ``--feedback-<claim>`` setting: one of kube-apiserver's ``--oidc-<claim>`` mappings."""
+    return Setting(
+        f"--feedback-{claim}",
+        f"AJAN_FEEDBACK_{claim.upper().replace('-', '_')}",
+        f"with --feedback-jwks-url: {what}, as kube-apiserver's --oidc-{claim} "
+        "(env {env}; default {default!r}); a verdict needs the right to patch the plan",
+        default=default,
+    )
+
+
+#: Read by ``--namespace``, which alone is repeatable and so is not a `Setting`.
+NAMESPACES_ENV: Final = "AJAN_NAMESPACES"
+
+#: Every setting of ``ajan run`` but ``--namespace`` and ``--verbose``, in the order of ``--help``.
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting(
+        "--prometheus-url",
+        "AJAN_PROMETHEUS_URL",
+        "Prometheus for policies that name none (env {env})",
+        _url,
+    ),
+    Setting(
+        "--redis-url",
+        "AJAN_REDIS_URL",
+        "Redis for operator feedback (env {env}); evaluations run without it",
+        _redis_url,
+    ),
+    Setting(
+        "--feedback-ttl",
+        "AJAN_FEEDBACK_TTL",
+        "seconds an operator's verdict counts (env {env}; default {default}, 7 days)",
+        _positive_int,
+        str(7 * 86400),
+    ),
+    Setting(
+        "--feedback-listen",
+        "AJAN_FEEDBACK_LISTEN",
+        "host:port of the feedback API and /metrics, e.g. 0.0.0.0:8081 (env {env}; "
+        "default {default}); the API needs --redis-url",
+        _listen,
+        "off",
+    ),
+    Setting(
+        "--feedback-audience",
+        "AJAN_FEEDBACK_AUDIENCE",
+        "the aud a feedback API bearer token must carry (env {env}; default {default})",
+        default="ajan-feedback",
+    ),
+    Setting(
+        "--feedback-issuer",
+        "AJAN_FEEDBACK_ISSUER",
+        "the iss a feedback API bearer token must carry (env {env}; default: any "
+        "issuer whose keys the JWKS publishes)",
+    ),
+    Setting(
+        "--feedback-jwks-url",
+        "AJAN_FEEDBACK_JWKS_URL",
+        "JWKS of an external identity provider (env {env}; default: the "
+        "cluster's service-account issuer, /openid/v1/jwks)",
+        _url,
+    ),
+    _oidc("username-claim", "sub", "the claim naming the user"),
+    _oidc("username-prefix", "", "prefixed to the user name"),
+    _oidc("groups-claim", "groups", "the claim listing the groups"),
+    _oidc("groups-prefix", "", "prefixed to each group"),
+    Setting(
+        "--concurrency",
+        "AJAN_CONCURRENCY",
+        "queries in flight per Prometheus, and analyses at once (env {env}; default {default})",
+        _positive_int,
+        "8",
+    ),
+    Setting(
+        "--query-timeout",
+        "AJAN_QUERY_TIMEOUT",
+        "seconds before a Prometheus query counts as failed (env {env}; default {default})",
+        _positive_float,
+        "10",
+    ),
+    Setting(
+        "--max-actions-per-hour",
+        "AJAN_MAX_ACTIONS_PER_HOUR",
+        "actions on Rollouts the whole operator takes per hour at most, annotations not counted "
+        "(env {env}; default {default})",
+        _positive_int,
+        "20",
+    ),
+    Setting(
+        "--liveness",
+        "AJAN_LIVENESS",
+        "kopf's liveness endpoint (env {env}; default {default}; 'off' for none)",
+        default=DEFAULT_LIVENESS,
+    ),
+    Setting(
+        "--peering",
+        "AJAN_PEERING",
+        "kopf peering object, so that of several replicas one is active (env {env}; "
+        "default: standalone); a replica's name in it is env POD_ID (the Deployment sets the pod's)",
+    ),
+    Setting(
+        "--peering-priority",
+        "AJAN_PEERING_PRIORITY",
+        "this replica's peering priority: the live replica with the highest one is active "
+        "(env {env}; default: random, so that replicas of one Deployment differ)",
+        _positive_int,
+    ),
+    Setting(
+        "--metrics-listen",
+        "AJAN_METRICS_LISTEN",
+        "host:port of a server of /metrics and /readyz alone, e.g. 0.0.0.0:8082 "
+        "(env {env}; default {default})",
+        _listen,
+        "off",
+    ),
+    Setting(
+        "--log-format",
+        "AJAN_LOG_FORMAT",
+        "text (kopf's) or json: one object per line with time, level, logger, message and the "
+        "namespace, policy, plan and trace it is about (env {env}; default {default})",
+        _log_format,
+        "text",
+        metavar="{text,json}",
+    ),
+    Setting(
+        "--otlp-endpoint",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OpenTelemetry collector's OTLP/HTTP base URL, e.g. http://collector:4318; traces go to "
+        "its /v1/traces (env {env}; default: no tracing)",
+        _url,
+    ),
+    Setting(
+        "--trace-sample-ratio",
+        "AJAN_TRACE_SAMPLE_RATIO",
+        "share of evaluations traced, in [0, 1]; a sampled parent is always followed "
+        "(env {env}; default {default})",
+        _ratio,
+        "0.1",
+    ),
+)
+
+
 def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the ``run`` subcommand to ajan's command line."""
+    """Add the ``run`` subcommand to ajan's command line: ``--namespace``, the `SETTINGS`, ``--verbose``."""
     run = subparsers.add_parser(
         "run",
         help="run the operator",
@@ -93,140 +255,26 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
             "RemediationPlans. Each flag defaults to the environment variable named in its help."
         ),
     )
-    namespaces = _env("AJAN_NAMESPACES")
     run.add_argument(
         "--namespace",
         "-n",
         action="append",
         dest="namespaces",
         default=None,
-        help="namespace to watch; repeat for several (env AJAN_NAMESPACES, comma-separated; "
+        help=f"namespace to watch; repeat for several (env {NAMESPACES_ENV}, comma-separated; "
         "default: all namespaces)",
     )
-    run.set_defaults(env_namespaces=[n.strip() for n in (namespaces or "").split(",") if n.strip()])
-    run.add_argument(
-        "--prometheus-url",
-        type=_url,
-        default=_env("AJAN_PROMETHEUS_URL"),
-        help="Prometheus for policies that name none (env AJAN_PROMETHEUS_URL)",
-    )
-    run.add_argument(
-        "--redis-url",
-        type=_redis_url,
-        default=_env("AJAN_REDIS_URL"),
-        help="Redis for operator feedback (env AJAN_REDIS_URL); evaluations run without it",
-    )
-    run.add_argument(
-        "--feedback-ttl",
-        type=_positive_int,
-        default=_env("AJAN_FEEDBACK_TTL", str(7 * 86400)),
-        help="seconds an operator's verdict counts (env AJAN_FEEDBACK_TTL; default 604800, 7 days)",
-    )
-    run.add_argument(
-        "--feedback-listen",
-        type=_listen,
-        default=_env("AJAN_FEEDBACK_LISTEN", "off"),
-        help="host:port of the feedback API and /metrics, e.g. 0.0.0.0:8081 (env AJAN_FEEDBACK_LISTEN; "
-        "default off); the API needs --redis-url",
-    )
-    run.add_argument(
-        "--feedback-audience",
-        default=_env("AJAN_FEEDBACK_AUDIENCE", "ajan-feedback"),
-        help="the aud a feedback API bearer token must carry (env AJAN_FEEDBACK_AUDIENCE; "
-        "default ajan-feedback)",
-    )
-    run.add_argument(
-        "--feedback-issuer",
-        default=_env("AJAN_FEEDBACK_ISSUER"),
-        help="the iss a feedback API bearer token must carry (env AJAN_FEEDBACK_ISSUER; default: any "
-        "issuer whose keys the JWKS publishes)",
-    )
-    run.add_argument(
-        "--feedback-jwks-url",
-        type=_url,
-        default=_env("AJAN_FEEDBACK_JWKS_URL"),
-        help="JWKS of an external identity provider (env AJAN_FEEDBACK_JWKS_URL; default: the "
-        "cluster's service-account issuer, /openid/v1/jwks)",
-    )
-    for flag, env, default, what in (
-        ("--feedback-username-claim", "AJAN_FEEDBACK_USERNAME_CLAIM", "sub", "the claim naming the user"),
-        ("--feedback-username-prefix", "AJAN_FEEDBACK_USERNAME_PREFIX", "", "prefixed to the user name"),
-        ("--feedback-groups-claim", "AJAN_FEEDBACK_GROUPS_CLAIM", "groups", "the claim listing the groups"),
-        ("--feedback-groups-prefix", "AJAN_FEEDBACK_GROUPS_PREFIX", "", "prefixed to each group"),
-    ):
+    # Apart from the flags: a repeated flag appends to its default, and the flags replace the variable.
+    namespaces = _env(NAMESPACES_ENV) or ""
+    run.set_defaults(env_namespaces=[n.strip() for n in namespaces.split(",") if n.strip()])
+    for setting in SETTINGS:
         run.add_argument(
-            flag,
-            default=_env(env, default),
-            help=f"with --feedback-jwks-url: {what}, as kube-apiserver's --oidc-{flag[11:]} "
-            f"(env {env}; default {default!r}); a verdict needs the right to patch the plan",
+            setting.flag,
+            type=setting.parse,
+            default=_env(setting.env, setting.default),
+            metavar=setting.metavar,
+            help=setting.help.format(env=setting.env, default=setting.default),
         )
-    run.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        # A string default goes through type=, so a bad variable is a usage error, not a traceback.
-        default=_env("AJAN_CONCURRENCY", "8"),
-        help="queries in flight per Prometheus, and analyses at once (env AJAN_CONCURRENCY; default 8)",
-    )
-    run.add_argument(
-        "--query-timeout",
-        type=_positive_float,
-        default=_env("AJAN_QUERY_TIMEOUT", "10"),
-        help="seconds before a Prometheus query counts as failed (env AJAN_QUERY_TIMEOUT; default 10)",
-    )
-    run.add_argument(
-        "--max-actions-per-hour",
-        type=_positive_int,
-        default=_env("AJAN_MAX_ACTIONS_PER_HOUR", "20"),
-        help="actions on Rollouts the whole operator takes per hour at most, annotations not counted "
-        "(env AJAN_MAX_ACTIONS_PER_HOUR; default 20)",
-    )
-    run.add_argument(
-        "--liveness",
-        default=_env("AJAN_LIVENESS", DEFAULT_LIVENESS),
-        help=f"kopf's liveness endpoint (env AJAN_LIVENESS; default {DEFAULT_LIVENESS}; 'off' for none)",
-    )
-    run.add_argument(
-        "--peering",
-        default=_env("AJAN_PEERING"),
-        help="kopf peering object, so that of several replicas one is active (env AJAN_PEERING; "
-        "default: standalone); a replica's name in it is env POD_ID (the Deployment sets the pod's)",
-    )
-    run.add_argument(
-        "--peering-priority",
-        type=_positive_int,
-        default=_env("AJAN_PEERING_PRIORITY"),
-        help="this replica's peering priority: the live replica with the highest one is active "
-        "(env AJAN_PEERING_PRIORITY; default: random, so that replicas of one Deployment differ)",
-    )
-    run.add_argument(
-        "--metrics-listen",
-        type=_listen,
-        default=_env("AJAN_METRICS_LISTEN", "off"),
-        help="host:port of a server of /metrics and /readyz alone, e.g. 0.0.0.0:8082 "
-        "(env AJAN_METRICS_LISTEN; default off)",
-    )
-    run.add_argument(
-        "--log-format",
-        type=_log_format,
-        metavar="{text,json}",
-        default=_env("AJAN_LOG_FORMAT", "text"),
-        help="text (kopf's) or json: one object per line with time, level, logger, message and the "
-        "namespace, policy, plan and trace it is about (env AJAN_LOG_FORMAT; default text)",
-    )
-    run.add_argument(
-        "--otlp-endpoint",
-        type=_url,
-        default=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        help="OpenTelemetry collector's OTLP/HTTP base URL, e.g. http://collector:4318; traces go to "
-        "its /v1/traces (env OTEL_EXPORTER_OTLP_ENDPOINT; default: no tracing)",
-    )
-    run.add_argument(
-        "--trace-sample-ratio",
-        type=_ratio,
-        default=_env("AJAN_TRACE_SAMPLE_RATIO", "0.1"),
-        help="share of evaluations traced, in [0, 1]; a sampled parent is always followed "
-        "(env AJAN_TRACE_SAMPLE_RATIO; default 0.1)",
-    )
     run.add_argument("--verbose", action="store_true", help="log kopf's debug messages")
 
 
