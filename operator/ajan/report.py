@@ -36,6 +36,7 @@ from ajan.clients.prometheus import DEFAULT_TIMEOUT_S, MetricSourceError
 from ajan.models import CorrelationPolicy, RemediationPlan, parse_duration
 from ajan.models.common import DNS_SUBDOMAIN_PATTERN, GROUP, VERSION, Correlation, validation_message
 from ajan.models.plan import Anomaly, Evidence, PlanPhase
+from ajan.services.window import most_telling
 from ajan.table import InputError
 
 #: Points per chart at most: a finer grid than the page's pixels only makes the file bigger.
@@ -849,9 +850,8 @@ async def fetch_series(source: Any, policy: CorrelationPolicy, at: float, now: f
             series.append(MetricSeries(metric.name, metric.query, result.timestamps, result.values))
     window = parse_duration(policy.spec.window).total_seconds()
     if errors and len(errors) == len(metrics):
-        # The one a person should act on first: an unreachable server before a refused query.
-        order = {"PrometheusUnavailable": 0, "QueryFailed": 1, "InsufficientData": 2}
-        worst = min(errors, key=lambda e: order.get(e.reason, 3))
+        # The operator's precedence, so that the page and the policy's Degraded condition agree.
+        worst = most_telling(errors)
         return Timeline(at=at, unavailable=f"{worst.reason}: {worst.message}")
     return Timeline(at, start, end, window, tuple(series), source=url)
 

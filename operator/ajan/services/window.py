@@ -37,6 +37,12 @@ def _rank(error: MetricSourceError) -> int:
     return next((rank for kind, rank in _PRECEDENCE.items() if isinstance(error, kind)), 3)
 
 
+def most_telling(errors: Sequence[MetricSourceError]) -> MetricSourceError:
+    """Of several queries' ``errors`` (at least one), the one a person should act on first: an
+    unreachable Prometheus before a refused query before missing data; the first of equals."""
+    return min(errors, key=_rank)
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The grid of one evaluation: ``start, start + step, ..., end``; rows from ``current_from`` on
