@@ -32,19 +32,18 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
+from ajan.analysis.robust import robust_location_scale
 from ajan.clients.prometheus import DEFAULT_TIMEOUT_S, MetricSourceError
 from ajan.models import CorrelationPolicy, RemediationPlan, parse_duration
 from ajan.models.common import DNS_SUBDOMAIN_PATTERN, GROUP, VERSION, Correlation, validation_message
 from ajan.models.plan import Anomaly, Evidence, PlanPhase
-from ajan.services.window import most_telling
+from ajan.services.window import Bounds, most_telling, window_bounds
 from ajan.table import InputError
 
 #: Points per chart at most: a finer grid than the page's pixels only makes the file bigger.
 MAX_CHART_POINTS: Final = 720
 #: Robust sigmas either side of the baseline's median drawn as its band.
 BAND_SIGMAS: Final = 3.0
-#: Scale of the median absolute deviation to a normal distribution's sigma.
-_MAD_TO_SIGMA: Final = 1.4826
 #: The diverging scale of the heatmap: r = -1, 0, +1 (ColorBrewer RdBu, readable by the colour-blind).
 NEGATIVE_RGB: Final = (33, 102, 172)
 NEUTRAL_RGB: Final = (247, 247, 247)
@@ -77,12 +76,16 @@ class MetricSeries:
 @dataclass(frozen=True)
 class Timeline:
     """The metrics over ``[start, end]`` (epoch seconds) around the plan's time ``at``, or the reason
-    there are none (``unavailable``: Prometheus unreachable, no URL, the policy gone...)."""
+    there are none (``unavailable``: Prometheus unreachable, no URL, the policy gone...).
+
+    ``window`` is the operator's evaluation window at ``at`` (see
+    :func:`ajan.services.window.window_bounds`): its rows before ``current_from`` are the baseline.
+    """
 
     at: float
     start: float = math.nan
     end: float = math.nan
-    window_s: float = math.nan
+    window: Bounds | None = None
     series: tuple[MetricSeries, ...] = ()
     source: str = ""
     unavailable: str | None = None
@@ -173,23 +176,21 @@ _PAD_L, _PAD_R, _PAD_T, _PAD_B = 58, 12, 14, 30
 
 
 def baseline_band(
-    timestamps: npt.NDArray[np.float64], values: npt.NDArray[np.float64], until: float, window_s: float
+    timestamps: npt.NDArray[np.float64], values: npt.NDArray[np.float64], start: float, until: float
 ) -> tuple[float, float, float] | None:
-    """The baseline's (low, median, high): median +- ``BAND_SIGMAS`` robust sigmas (scaled MAD).
+    """The baseline's (low, median, high): median +- ``BAND_SIGMAS`` robust sigmas.
 
-    The baseline is what the operator learnt normal from: the window before ``until`` without its
-    newest quarter (see :func:`ajan.services.window.window_bounds`); all points before ``until``
-    when the window is unknown. None with fewer than five finite points there.
+    The baseline is the points in ``[start, until)``: what the operator learnt normal from is
+    ``[window.start, window.current_from)`` of its `Bounds`. Location and scale are the operator's
+    own (:func:`ajan.analysis.robust.robust_location_scale`: the scaled MAD, and its fallbacks for
+    a baseline mostly of one value). None with fewer than five finite points there.
     """
-    if math.isfinite(window_s):
-        mask = (timestamps >= until - window_s) & (timestamps < until - window_s / 4)
-    else:
-        mask = timestamps < until
+    mask = (timestamps >= start) & (timestamps < until)
     base = values[mask & np.isfinite(values)]
     if base.size < 5:
         return None
-    median = float(np.median(base))
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(base - median)))
+    robust = robust_location_scale(base)
+    median, sigma = float(robust.location), float(robust.scale)
     if sigma == 0.0:  # a constant baseline: a hairline band rather than none
         sigma = max(abs(median) * 1e-3, 1e-12)
     return median - BAND_SIGMAS * sigma, median, median + BAND_SIGMAS * sigma
@@ -200,7 +201,12 @@ def _chart(series: MetricSeries, timeline: Timeline, anomaly: Anomaly | None) ->
     ts, vs = series.timestamps, series.values
     finite = np.isfinite(vs)
     x0, x1 = timeline.start, timeline.end
-    band = baseline_band(ts, vs, timeline.at, timeline.window_s)
+    window = timeline.window
+    # Without the operator's window (a timeline made by hand), all that precedes the plan.
+    if window is None:
+        band = baseline_band(ts, vs, -math.inf, timeline.at)
+    else:
+        band = baseline_band(ts, vs, window.start, window.current_from)
     ys = [float(v) for v in vs[finite]]
     if band is not None:
         ys += [band[0], band[2]]
@@ -848,11 +854,14 @@ async def fetch_series(source: Any, policy: CorrelationPolicy, at: float, now: f
             raise result
         else:
             series.append(MetricSeries(metric.name, metric.query, result.timestamps, result.values))
-    window = parse_duration(policy.spec.window).total_seconds()
     if errors and len(errors) == len(metrics):
         # The operator's precedence, so that the page and the policy's Degraded condition agree.
         worst = most_telling(errors)
         return Timeline(at=at, unavailable=f"{worst.reason}: {worst.message}")
+    # The sliding window, as the operator's when no incident is open: the plan does not record when
+    # its incident opened, and most plans are proposed as it opens (a later rung's was judged
+    # against a baseline frozen at the opening; its band is then the sliding one's).
+    window = window_bounds(policy.spec, at)
     return Timeline(at, start, end, window, tuple(series), source=url)
 
 

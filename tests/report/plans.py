@@ -16,6 +16,7 @@ import numpy as np
 from ajan.models import CorrelationPolicy, RemediationPlan
 from ajan.models.common import rfc3339
 from ajan.report import MetricSeries, Timeline
+from ajan.services.window import window_bounds
 from ajan.simulate.stack import canary_policy
 
 #: The plan's time in the pure tests.
@@ -113,4 +114,5 @@ def series(at: float = AT.timestamp(), window_s: float = 180.0, step: float = 1.
     values["memory"][40:55] = np.nan
     pol = policy()
     out = tuple(MetricSeries(m.name, m.query, ts, values[m.name]) for m in pol.spec.metrics)
-    return Timeline(at, float(ts[0]), float(ts[-1]), window_s, out, source="http://prometheus.test:9090")
+    window = window_bounds(pol.spec, at)
+    return Timeline(at, float(ts[0]), float(ts[-1]), window, out, source="http://prometheus.test:9090")

@@ -6,6 +6,7 @@ searched for substrings where structure matters: a cell count, an attribute, a t
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ajan.analysis.robust import robust_location_scale
 from ajan.models import RemediationPlan
 from ajan.models.common import Correlation
 from ajan.report import (
@@ -29,6 +31,7 @@ from ajan.report import (
     render,
     timeline_grid,
 )
+from ajan.services.window import window_bounds
 
 from .html_page import Page
 from .plans import AT, CORRELATIONS, SCRIPT, plan, plan_body, policy, series
@@ -130,7 +133,7 @@ def test_every_user_string_is_escaped() -> None:
     hostile = MetricSeries(
         SCRIPT, f"sum(x) {SCRIPT}", timeline.series[0].timestamps, timeline.series[0].values
     )
-    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window_s,
+    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window,
                         (*timeline.series, hostile), source=SCRIPT)  # fmt: skip
     events = [
         {"type": "Normal", "reason": SCRIPT, "message": SCRIPT, "lastTimestamp": "2026-11-23T10:00:02Z"}
@@ -175,7 +178,7 @@ def test_without_series_the_timeline_is_a_note_and_the_rest_stays() -> None:
 def test_a_metric_without_data_gets_a_note_in_its_card() -> None:
     timeline = series()
     broken = MetricSeries("memory", "sum(nothing)", error="InsufficientData: query returned no series")
-    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window_s,
+    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window,
                         (*timeline.series[:3], broken))  # fmt: skip
     doc = Page(page(timeline=timeline))
     assert len(doc.with_class("svg", "chart")) == 3
@@ -192,11 +195,26 @@ def test_a_proposed_plan_has_no_patch_yet() -> None:
 def test_baseline_band_is_the_robust_spread_of_the_baseline_part() -> None:
     ts = np.arange(0.0, 400.0)
     values = np.where(ts < 300, 10.0 + (ts % 2), 50.0)  # 10, 11, 10, 11 ...; then the incident
-    band = baseline_band(ts, values, until=300.0, window_s=200.0)  # baseline: [100, 250)
+    band = baseline_band(ts, values, start=100.0, until=250.0)
     assert band is not None
     low, median, high = band
     assert median == 10.5 and low == pytest.approx(10.5 - 3 * 1.4826 * 0.5) and high > 11
-    assert baseline_band(ts, values, until=2.0, window_s=float("nan")) is None  # too few points
+    assert baseline_band(ts, values, start=-math.inf, until=2.0) is None  # too few points
+
+
+def test_the_band_is_what_the_operator_learnt_normal_from() -> None:
+    """The operator's baseline (window_bounds' rows before current_from), scaled as the operator
+    scales it: a series mostly of one value gets robust_location_scale's fallback, not a hairline."""
+    p = policy(window="10m", step="10s")
+    at = AT.timestamp()
+    window = window_bounds(p.spec, at)
+    ts = np.arange(window.start, at + 60.0, 10.0)
+    values = np.where(ts < window.current_from, 5.0, 99.0)
+    values[::4] = 6.0  # over half the baseline is 5: its MAD is 0
+    band = baseline_band(ts, values, window.start, window.current_from)
+    robust = robust_location_scale(values[ts < window.current_from])
+    assert band is not None and robust.scale > 0
+    assert band == pytest.approx((5.0 - 3 * robust.scale, 5.0, 5.0 + 3 * robust.scale))
 
 
 def test_timeline_grid_spans_the_window_either_side() -> None:
@@ -249,7 +267,7 @@ def test_a_flat_metric_is_drawn_on_an_axis_around_its_own_value() -> None:
     flat = MetricSeries(
         "queue-depth", "q", timeline.series[2].timestamps, np.full(timeline.series[2].values.size, 0.002)
     )
-    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window_s,
+    timeline = Timeline(timeline.at, timeline.start, timeline.end, timeline.window,
                         (*timeline.series[:2], flat, timeline.series[3]), source=timeline.source)  # fmt: skip
     charts = svgs(page(timeline=timeline))
     chart = next(c for c in charts if c.find("{http://www.w3.org/2000/svg}title").text == "queue-depth")
