@@ -25,7 +25,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -923,19 +922,15 @@ def _validation(err: ValidationError) -> str:
 def api_client(kubeconfig: str | None) -> tuple[Any, str | None]:
     """An API client and the kubeconfig context's namespace: ``kubeconfig``, else $KUBECONFIG or
     ~/.kube/config, else the in-cluster service account."""
-    from kubernetes import client, config
+    # Imported here: rendering a page, and the tests of it, need no Kubernetes client.
+    from kubernetes import config
+
+    from ajan.clients.kubernetes import api_client as kube_api_client
 
     try:
-        default = Path(os.path.expanduser(config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION))
-        if kubeconfig or os.environ.get("KUBECONFIG") or default.exists():
-            api = config.new_client_from_config(config_file=kubeconfig, persist_config=False)
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-            return api, (active.get("context") or {}).get("namespace")
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        namespace_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        namespace = namespace_file.read_text().strip() if namespace_file.exists() else None
-        return client.ApiClient(configuration), namespace
+        # The opposite of the operator's precedence on purpose: a person's kubeconfig before the
+        # pod's service account, as kubectl (see ajan.clients.kubernetes.api_client).
+        return kube_api_client(kubeconfig, first="kubeconfig")
     except config.ConfigException as err:
         raise ReportError(f"kubeconfig: {err}") from None
     except OSError as err:

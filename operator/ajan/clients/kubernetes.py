@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Final, TypeVar
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ajan.models import GROUP, VERSION
@@ -27,7 +29,58 @@ FIELD_MANAGER: Final = "ajan"
 PLANS: Final = "remediationplans"
 POLICIES: Final = "correlationpolicies"
 
+#: The namespace of the pod's service account, mounted beside its token.
+SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
 T = TypeVar("T")
+
+
+def api_client(
+    kubeconfig: str | None = None, *, first: Literal["in-cluster", "kubeconfig"] = "in-cluster"
+) -> tuple[client.ApiClient, str | None]:
+    """An API client, and the namespace it defaults to (the kubeconfig context's, or the pod's).
+
+    Parameters
+    ----------
+    kubeconfig
+        A kubeconfig file; None for $KUBECONFIG, else ~/.kube/config.
+    first
+        ``"in-cluster"``: the pod's service account, else the kubeconfig. kopf logs in this way, and
+        the operator must write as the identity it watches as (its Role is what both need).
+        ``"kubeconfig"``: a kubeconfig when one is named or ~/.kube/config exists, else the service
+        account, as kubectl does: for a command a person runs, a $KUBECONFIG set in a pod means them,
+        not the pod.
+
+    Raises
+    ------
+    kubernetes.config.ConfigException
+        No configuration that works.
+    OSError
+        The kubeconfig could not be read.
+    """
+    if first == "kubeconfig":
+        default = Path(os.path.expanduser(config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION))
+        if kubeconfig or os.environ.get("KUBECONFIG") or default.exists():
+            return _from_kubeconfig(kubeconfig)
+        return _in_cluster()
+    try:
+        return _in_cluster()
+    except config.ConfigException:
+        return _from_kubeconfig(kubeconfig)
+
+
+def _in_cluster() -> tuple[client.ApiClient, str | None]:
+    configuration = client.Configuration()
+    config.load_incluster_config(client_configuration=configuration)
+    namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+    return client.ApiClient(configuration), namespace
+
+
+def _from_kubeconfig(kubeconfig: str | None) -> tuple[client.ApiClient, str | None]:
+    # Not persisted: refreshing a token must not rewrite a person's kubeconfig behind their back.
+    api = config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    return api, (active.get("context") or {}).get("namespace")
 
 
 async def call_in(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

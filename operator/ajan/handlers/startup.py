@@ -11,13 +11,13 @@ import httpx
 import kopf
 import prometheus_client
 from aiohttp import web
-from kubernetes import client, config
+from kubernetes import client
 
 from ajan import __version__, logs, tracing
 from ajan.api import JwksSource, JwksVerifier, RateLimiter, feedback_submitter, make_app, serve
 from ajan.api.authz import IdentityMapping, SubjectAccessReviewer
 from ajan.clients.feedback_store import FeedbackStore
-from ajan.clients.kubernetes import KubeStore
+from ajan.clients.kubernetes import KubeStore, api_client
 from ajan.clients.rollouts import RolloutClient
 from ajan.services.reconcile import OperatorConfig, Runtime
 from ajan.services.severity import load_classifier
@@ -29,11 +29,8 @@ PEERING_LIFETIME_S: Final = 30
 
 def kube_api_client() -> client.ApiClient:
     """A client for the cluster ajan runs in, else for the current kubeconfig context."""
-    try:
-        config.load_incluster_config()
-        api = client.ApiClient()
-    except config.ConfigException:
-        api = config.new_client_from_config()
+    # In-cluster first, as kopf logs in: the watches and ajan's writes go out as one identity.
+    api, _ = api_client(first="in-cluster")
     # Named in the API server's audit log (kopf's own requests say kopf/...), and in tests that
     # hold manifests/' role to what ajan does.
     api.user_agent = f"ajan/{__version__}"
