@@ -25,7 +25,8 @@ REPO: Final = Path(__file__).resolve().parents[2]
 EXERCISING: Final = ("tests/e2e/test_actions.py", "tests/e2e/test_peering.py")
 AJAN_AGENTS: Final = ("ajan/", "kopf/")
 
-pytestmark = pytest.mark.after_everything
+# e2e: it starts nothing itself, but it checks what the operators of the end-to-end tests did.
+pytestmark = [pytest.mark.after_everything, pytest.mark.e2e]
 
 
 class Permission(NamedTuple):
