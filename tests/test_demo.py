@@ -172,6 +172,7 @@ def assert_self_contained(page: str) -> None:
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
 
 
+@pytest.mark.e2e  # hack/demo.py starts the whole stack and `ajan run` itself: no fixture says so
 def test_demo_tells_the_operator_story_and_cleans_up(tmp_path: Path) -> None:
     demo = Demo(tmp_path)
     returncode, stderr = demo.finish(DEMO_TIMEOUT_S)
@@ -213,6 +214,7 @@ def test_demo_tells_the_operator_story_and_cleans_up(tmp_path: Path) -> None:
     demo.assert_nothing_left()
 
 
+@pytest.mark.e2e  # hack/demo.py starts the whole stack and `ajan run` itself: no fixture says so
 def test_ctrl_c_mid_demo_stops_everything(tmp_path: Path) -> None:
     demo = Demo(tmp_path)
     try:

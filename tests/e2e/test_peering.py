@@ -32,6 +32,9 @@ POLICY: Final = "checkout-guard"
 TAKEOVER_TIMEOUT_S: Final = 120.0
 EVALUATIONS_TIMEOUT_S: Final = 120.0
 
+# Its replicas are `OperatorProcess`es of its own (on its own control plane), not `ajan_operator`.
+pytestmark = pytest.mark.e2e
+
 
 def manifest(name: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all((REPO / "manifests" / name).read_text()) if doc]

@@ -6,13 +6,19 @@ manifests/rbac.yaml's ClusterRole. At the end of the session the logs hold every
 its own calls (user agent ``ajan/``) and kopf's (``kopf/``). The tests' own requests as that
 identity (user agent of the Kubernetes client) are not ajan's and are left out.
 
-So these tests run last, and need the end-to-end tests in the same session: run alone they skip,
-saying so.
+The verdict never depends on what else the session ran, nor in which order. When every test of
+`EXERCISING` passed earlier in the session (``pytest tests/e2e``, the whole suite: these tests are
+marked to run last for that), the session's own logs are read. Otherwise (run alone, after another
+file, with ``-k``, or after one of them failed) `EXERCISING` runs in a child pytest session of its
+own, which takes some minutes, and its logs are read.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -20,12 +26,17 @@ from typing import Final, NamedTuple
 import pytest
 import yaml
 
+from support.kube import AUDIT_DIR_ENV
+
 REPO: Final = Path(__file__).resolve().parents[2]
 #: The tests whose operators, together, exercise every permission ajan has.
 EXERCISING: Final = ("tests/e2e/test_actions.py", "tests/e2e/test_peering.py")
 AJAN_AGENTS: Final = ("ajan/", "kopf/")
+#: For the child session: `EXERCISING` takes some 5-10 minutes on a loaded 2-core machine.
+CHILD_TIMEOUT_S: Final = 3600.0
 
-pytestmark = pytest.mark.after_everything
+# e2e: it starts nothing itself, but it checks what the operators of the end-to-end tests did.
+pytestmark = [pytest.mark.after_everything, pytest.mark.e2e]
 
 
 class Permission(NamedTuple):
@@ -66,13 +77,49 @@ def requests(logs: Path) -> dict[Permission, set[int]]:
     return seen
 
 
-@pytest.fixture
-def used(audit_logs: Path, request: pytest.FixtureRequest) -> dict[Permission, set[int]]:
-    ran = {item.nodeid.split("::")[0] for item in request.session.items}
-    missing = [path for path in EXERCISING if path not in ran]
-    if missing:
-        pytest.skip(f"needs the operators of {', '.join(missing)} in the same session (run tests/e2e)")
-    return requests(audit_logs)
+def pytest_args(*args: str) -> list[str]:
+    """A pytest of this repository's tests, without a cache (a child must not change ``--lf``)."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def exercised_here(session: pytest.Session) -> bool:
+    """Every test that `EXERCISING` holds passed earlier in this session (so its logs are complete)."""
+    collected = subprocess.run(
+        pytest_args("--collect-only", "-q", *EXERCISING),
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    expected = {line for line in collected.stdout.splitlines() if "::" in line}
+    passed = {
+        item.nodeid
+        for item in session.items
+        if (report := getattr(item, "rep_call", None)) is not None and report.passed
+    }
+    return bool(expected) and expected <= passed
+
+
+@pytest.fixture(scope="module")
+def used(
+    audit_logs: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[Permission, set[int]]:
+    """ajan's requests while `EXERCISING` ran: in this session if it all passed here, else in a child
+    session of its own (whose failure fails these tests: the role is then unproven)."""
+    if exercised_here(request.session):
+        return requests(audit_logs)
+    logs = tmp_path_factory.mktemp("rbac-audit")
+    child = subprocess.run(
+        pytest_args("-q", *EXERCISING),
+        cwd=REPO, env={**os.environ, AUDIT_DIR_ENV: str(logs)},
+        capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    if child.returncode != 0:
+        pytest.fail(
+            f"the tests that exercise the role ({' '.join(EXERCISING)}) failed in a child session:\n"
+            + child.stdout[-10000:]
+            + child.stderr[-3000:],
+            pytrace=False,
+        )
+    return requests(logs)
 
 
 def test_the_role_grants_no_verb_ajan_never_uses(used: dict[Permission, set[int]]) -> None:

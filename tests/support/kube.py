@@ -9,6 +9,7 @@ too. Stopping checks that nothing of the control plane is left.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +22,18 @@ from kubernetes import client
 from ajan.simulate import stack
 from ajan.simulate.stack import ESTABLISHED_TIMEOUT_S, STOP_TIMEOUT_S, UP_TIMEOUT_S, StackError
 
-__all__ = ["ESTABLISHED_TIMEOUT_S", "FIELD_MANAGER", "STOP_TIMEOUT_S", "UP_TIMEOUT_S", "Kube"]
+__all__ = [
+    "AUDIT_DIR_ENV",
+    "ESTABLISHED_TIMEOUT_S",
+    "FIELD_MANAGER",
+    "STOP_TIMEOUT_S",
+    "UP_TIMEOUT_S",
+    "Kube",
+]
 
 FIELD_MANAGER: Final = "ajan-tests"
+#: The environment variable that, when set, names the session's audit log directory (`audit_logs`).
+AUDIT_DIR_ENV: Final = "AJAN_TEST_AUDIT_DIR"
 #: A running control plane: ``dir``, ``admin_kubeconfig``, ``restricted_kubeconfig``, ``api_client()``.
 Kube = stack.ControlPlane
 
@@ -59,7 +69,15 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: fl
 @pytest.fixture(scope="session")
 def audit_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where every control plane of the session writes its audit log of the restricted identity's
-    requests, kept after the control plane stops (tests/e2e/test_rbac.py reads them all)."""
+    requests, kept after the control plane stops (tests/e2e/test_rbac.py reads them all).
+
+    `AUDIT_DIR_ENV` names the directory instead: how test_rbac, when its session did not run the
+    tests it needs, runs them in a child session and finds their logs.
+    """
+    if named := os.environ.get(AUDIT_DIR_ENV):
+        path = Path(named)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("audit")
 
 
