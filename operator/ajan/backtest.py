@@ -40,12 +40,12 @@ from ajan.clients.prometheus import (
 )
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
 from ajan.models.common import validation_message
-from ajan.services.assessment import Assessment, MetricWindow, nominal_rows
+from ajan.services.assessment import Assessment, FloatArray, MetricWindow, long_run_spread, nominal_rows
 from ajan.services.feedback import assessment_shifts, signature
 from ajan.services.incident import Decision, Outcome
 from ajan.services.severity import SeverityClassifier, load_classifier
 from ajan.services.step import evaluate
-from ajan.services.window import raise_most_telling, window_bounds
+from ajan.services.window import Bounds, raise_most_telling, spread_bounds, window_bounds
 from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
 #: Requests in flight at once: a long backtest must not flood the user's Prometheus.
@@ -470,6 +470,24 @@ def _judge(
     return records
 
 
+#: How far back Prometheus looks for a sample at each point of a range query (its default
+#: ``--query.lookback-delta``).
+LOOKBACK_S: Final = 300.0
+
+
+def spread_at(history: MetricWindow, grid: Bounds) -> FloatArray:
+    """The long-run spread the operator would have fetched over ``grid``
+    (:func:`ajan.services.window.fetch_spread`): at each point of the grid, the newest row of
+    ``history`` at or before it and at most :data:`LOOKBACK_S` older, as Prometheus answers a range
+    query."""
+    points = grid.start + np.arange(grid.rows, dtype=np.float64) * grid.step
+    ts = history.timestamps
+    index = np.searchsorted(ts, points + 1e-6, side="right") - 1
+    found = (index >= 0) & (points - ts[np.maximum(index, 0)] <= LOOKBACK_S + 1e-6)
+    values = np.where(found[:, None], history.values[np.maximum(index, 0)], np.nan)
+    return long_run_spread(values)
+
+
 def replay(
     policy: CorrelationPolicy,
     history: MetricWindow,
@@ -479,6 +497,7 @@ def replay(
     verdicts: Callable[[PlanEvent], Verdict | None] | None = None,
     feedback_ttl_s: float = DEFAULT_TTL_S,
     classifier: SeverityClassifier | None = None,
+    long_history: MetricWindow | None = None,
 ) -> BacktestResult:
     """Evaluate the policy every ``interval`` from ``start`` to ``end`` over ``history``.
 
@@ -492,6 +511,9 @@ def replay(
     resolved), every decision is refined by the live verdicts, exactly as the operator's is with
     Redis (:func:`ajan.services.feedback.refine`). A verdict is recorded as the operator records one
     on a plan whose evidence grew: with every metric the incident involved and how far each moved.
+
+    Each metric's long-run spread (:func:`ajan.services.window.spread_bounds`) is sampled from
+    ``long_history`` (by default ``history``), which should then reach a week before ``start``.
     """
     spec = policy.spec
     if classifier is None:
@@ -513,6 +535,7 @@ def replay(
     incident_seconds = 0.0
     incidents = assessed = 0
     max_conf: tuple[float, datetime] | None = None
+    spread: tuple[Bounds, FloatArray] | None = None  # as the operator caches it, per hour
     times = evaluation_times(start, end, interval)
     for t in times:
         at = _stamp(t)
@@ -523,7 +546,12 @@ def replay(
             live = None
             if verdicts is not None:
                 live = FeedbackHistory(tuple(r for r in given if t - r.at.timestamp() < feedback_ttl_s))
-            step = evaluate(name, spec, window, bounds.current_from, incident, at, classifier, live)
+            grid = spread_bounds(spec, bounds.current_from)
+            if spread is None or spread[0] != grid:
+                spread = (grid, spread_at(history if long_history is None else long_history, grid))
+            step = evaluate(
+                name, spec, window, bounds.current_from, incident, at, classifier, live, spread[1]
+            )
         except InsufficientData as err:
             insufficient[err.reason] = insufficient.get(err.reason, 0) + 1
             last = gaps[-1] if gaps else None
@@ -608,7 +636,12 @@ async def backtest(
     """
     grid = history_grid(policy.spec, start, end)
     history = await fetch_history(source, policy.spec, grid)
-    return replay(policy, history, start, end)
+    # The week before each evaluation, on the coarse grid the operator samples it on: one grid for
+    # the whole range, as the spread grids of successive hours are parts of one.
+    first, last = spread_bounds(policy.spec, start), spread_bounds(policy.spec, end)
+    coarse = Grid(first.start, first.step, _points(first.start, last.end, first.step))
+    long_history = await fetch_history(source, policy.spec, coarse)
+    return replay(policy, history, start, end, long_history=long_history)
 
 
 def run(

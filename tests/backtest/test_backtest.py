@@ -32,6 +32,7 @@ from ajan.backtest import (
     BacktestError,
     BacktestResult,
     Grid,
+    backtest,
     chunks,
     fetch_history,
     history_grid,
@@ -41,6 +42,7 @@ from ajan.backtest import (
     render_json,
     render_table,
     replay,
+    spread_at,
     window_at,
 )
 from ajan.clients.prometheus import (
@@ -55,7 +57,7 @@ from ajan.models import CorrelationPolicy, Incident
 from ajan.services.assessment import MetricWindow, nominal_rows
 from ajan.services.severity import load_classifier
 from ajan.services.step import evaluate
-from ajan.services.window import fetch_window, window_bounds
+from ajan.services.window import fetch_spread, fetch_window, spread_bounds, window_bounds
 from support.prometheus import StartWithHistory, free_port, wait_for
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -587,6 +589,74 @@ def test_backtest_against_real_prometheus(prometheus_with_history: StartWithHist
     first = data["plans"][0]
     assert first["top_metrics"][0]["metric"] == "errors", first
     assert datetime.fromisoformat(first["time"]).timestamp() > started
+
+
+# --- the long-run spread: the operator's week, sampled as the operator samples it ------------------
+
+LONG_ROWS: Final = int(36 * 3600 / STEP)
+QUIET_FROM: Final = T0 + 34 * 3600  # latency sits at 0.2 from here
+MOVE: Final = T0 + 35 * 3600  # ... steps to a level it often held before
+FAULT_LATE: Final = T0 + 35.5 * 3600  # ... then breaks for real
+
+
+def _wandering_history() -> dict[str, FloatArray]:
+    """36 hours in which latency moved between 0.2, 0.26 and 0.32 every two hours, then sat at 0.2
+    for an hour, stepped to 0.26, and half an hour later rose to 0.65."""
+    rng = np.random.default_rng(17)
+    ts = T0 + np.arange(LONG_ROWS) * STEP
+    levels = np.array([0.2, 0.26, 0.32])[np.arange(LONG_ROWS) // int(7200 / STEP) % 3]
+    levels[ts >= QUIET_FROM] = 0.2
+    levels[ts >= MOVE] = 0.26
+    levels[ts >= FAULT_LATE] = 0.65
+    return {
+        "latency": levels * (1 + 0.03 * rng.standard_normal(LONG_ROWS)),
+        "errors": 0.01 + 0.001 * rng.standard_normal(LONG_ROWS),
+        "cpu": 1.0 + 0.05 * rng.standard_normal(LONG_ROWS),
+    }
+
+
+def test_the_replay_samples_the_spread_the_operator_fetches() -> None:
+    series = _wandering_history()
+    history = asyncio.run(fetch_history(SeriesSource(series), POLICY.spec, Grid(T0, STEP, LONG_ROWS)))
+    grid = spread_bounds(POLICY.spec, MOVE + 600)
+    fetched, answered = asyncio.run(fetch_spread(SeriesSource(series), POLICY.spec, grid))
+    assert answered and np.isfinite(fetched).all()
+    np.testing.assert_array_equal(spread_at(history, grid), fetched)
+    assert grid.current_from <= MOVE + 600 and grid.end < grid.current_from and grid.start % grid.step == 0
+
+
+def test_an_unanswered_spread_query_bounds_nothing_and_is_asked_again() -> None:
+    series = _wandering_history()
+    grid = spread_bounds(POLICY.spec, MOVE)
+    down = FailingSource(series, "latency", PrometheusUnavailable("connection refused", query="latency"))
+    spread, answered = asyncio.run(fetch_spread(down, POLICY.spec, grid))
+    assert not answered and np.isnan(spread[0]) and np.isfinite(spread[1:]).all()
+    # Too short a history is an answer (cached for the hour): that metric has no known spread.
+    short = {name: values[-200:] for name, values in series.items()}
+    spread, answered = asyncio.run(
+        fetch_spread(SeriesSource(short, start=T0 + (LONG_ROWS - 200) * STEP), POLICY.spec, grid)
+    )
+    assert answered and np.isnan(spread).all()
+
+
+def test_a_move_the_metric_often_made_opens_nothing_and_a_real_fault_still_does() -> None:
+    series = _wandering_history()
+    start, end = MOVE - 1800, T0 + (LONG_ROWS - 1) * STEP
+    history = asyncio.run(fetch_history(SeriesSource(series), POLICY.spec, Grid(T0, STEP, LONG_ROWS)))
+    with_week = replay(POLICY, history, start, end)
+    assert [p.outcome for p in with_week.plans][:1] == ["open"], with_week.plans
+    assert with_week.plans[0].time.timestamp() >= FAULT_LATE
+    # The same evaluations seeing only the last hours (no spread known): the step alone opens one.
+    recent = asyncio.run(
+        fetch_history(SeriesSource(series), POLICY.spec, history_grid(POLICY.spec, start, end))
+    )
+    alone = replay(POLICY, recent, start, end)
+    assert alone.plans and MOVE <= alone.plans[0].time.timestamp() < FAULT_LATE, alone.plans
+    # `ajan backtest` over a MetricSource fetches the week on the coarse grid: the same replay.
+    fetched = asyncio.run(backtest(SeriesSource(series), POLICY, start, end))
+    assert [(p.time, p.plan, p.confidence) for p in fetched.plans] == [
+        (p.time, p.plan, p.confidence) for p in with_week.plans
+    ]
 
 
 # --- ajan backtest --history: exported metrics as a CSV -------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from ajan.clients.prometheus import InsufficientData
 from ajan.models import Action, RemediationPlanSpec
-from ajan.services.assessment import assess, detector_config
+from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread
 from support.windows import ROWS, healthy, spec, window
 
 
@@ -198,3 +198,58 @@ def test_queries_failing_alike_are_all_named_and_the_most_telling_kind_wins() ->
     said = str(refused.value)
     assert "metric errors: parse error" in said and "metric throughput: bad" in said
     assert "latency" not in str(refused.value)
+
+
+def _wandering_week(seed: int = 5) -> np.ndarray:
+    """A week of the four metrics in which latency moves between levels 0.1 and 0.16 every few
+    hours (a cache that warms and cools, a batch job's neighbour), sampled every 11 minutes."""
+    rng = np.random.default_rng(seed)
+    week = healthy(seed, rows=900)
+    levels = rng.choice([0.1, 0.13, 0.16], size=900 // 30).repeat(30)
+    week[:, 0] = levels * (1 + 0.05 * rng.normal(size=900))
+    return week
+
+
+def test_a_move_the_metric_makes_every_week_is_not_an_incident() -> None:
+    """The short window happens to be quiet, then latency steps to a level it often sits at: on the
+    window alone that is an incident; against the metric's long-run spread it is not."""
+    v = healthy(7)
+    v[-8:, 0] *= 1.5
+    assert assess(spec(), window(v)).rung is not None
+    spread = long_run_spread(_wandering_week())
+    bounded = assess(spec(), window(v), spread=spread)
+    assert bounded.rung is None, bounded.confidence
+    assert bounded.metric_scores["latency"] < assess(spec(), window(v)).metric_scores["latency"]
+
+
+def test_a_clear_fault_still_acts_under_the_long_run_spread() -> None:
+    v = healthy(7)
+    v[-8:, 0] *= 6.0
+    result = assess(spec(), window(v), spread=long_run_spread(_wandering_week()))
+    assert result.rung is not None and result.rung.action is Action.ABORT
+
+
+def test_an_unknown_spread_changes_nothing() -> None:
+    v = healthy(7)
+    v[-8:, 0] *= 1.5
+    free = assess(spec(), window(v))
+    unknown = assess(spec(), window(v), spread=np.full(4, np.nan))
+    assert unknown.confidence == free.confidence and unknown.metric_scores == free.metric_scores
+
+
+def test_a_metric_constant_all_week_still_scores_its_first_move() -> None:
+    """Zero spread is floored at 1 % of the level, not a division by zero that mutes or inflates."""
+    week = _wandering_week()
+    week[:, 0] = 0.1
+    v = healthy(7)
+    v[-8:, 0] *= 3.0
+    result = assess(spec(), window(v), spread=long_run_spread(week))
+    assert result.rung is not None and result.evidence.anomalies[0].metric == "latency"
+
+
+def test_long_run_spread_needs_enough_samples() -> None:
+    week = _wandering_week()[: MIN_SPREAD_POINTS + 2]
+    week[2:, 1] = np.nan  # errors: two samples only
+    spread = long_run_spread(week)
+    assert np.isnan(spread[1]) and np.isfinite(spread).sum() == 3
+    assert np.isnan(long_run_spread(np.empty((0, 4)))).all()

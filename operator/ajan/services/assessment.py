@@ -10,6 +10,9 @@ How the confidence is made (until the severity model and feedback calibration of
    that got *faster* is not an incident.
 2. "Now" is the median of the last :data:`PERSISTENCE_ROWS` rows, so one spiky sample (a flaky
    metric) cannot open an incident; a real step change costs one step of delay.
+   With the metric's long-run spread (:func:`long_run_spread`, over a week), the z-score is capped
+   at how far "now" is from the baseline's median in units of that spread: a metric that wanders
+   this far every week is not surprising because the short window happened to be quiet.
 3. The SLO metrics' scores aggregate into ``slo_score`` (max and chi-square tests, weighted); the
    signals' into ``signal_score``.
 4. A signal counts towards the SLO only through a significant lagged correlation (of the metrics'
@@ -56,6 +59,8 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Rows whose median is "now": one outlying sample alone never opens an incident.
 PERSISTENCE_ROWS: Final = 3
+#: Finite samples a long-run spread needs before it bounds anything.
+MIN_SPREAD_POINTS: Final = 24
 #: A metric's newest sample may be this many rows old (and at least a minute) before it is stale.
 STALE_ROWS: Final = 3
 #: Fewest baseline z-scores a metric is calibrated against; a shorter window is InsufficientData.
@@ -218,6 +223,7 @@ def assess(
     current_from: float | None = None,
     *,
     hold: bool = False,
+    spread: FloatArray | None = None,
 ) -> Assessment:
     """Score the window's newest rows and say how confident ajan is that the SLO is in trouble.
 
@@ -236,6 +242,10 @@ def assess(
         An incident is open: also score each metric's level against the baseline. Opening takes a
         *change* (the adaptive views, which ignore slow wandering); staying open takes not being
         back where the metric was before (the adaptive views absorb a lasting shift within minutes).
+    spread
+        Each metric's long-run spread (:func:`long_run_spread`, shape (n_metrics,), NaN where
+        unknown), or None: each metric's score is then at most its distance from the baseline's
+        median in units of it (:func:`spread_bound`).
 
     Raises
     ------
@@ -273,6 +283,8 @@ def assess(
     with np.errstate(invalid="ignore"):
         z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
         bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
+    if spread is not None:
+        bad_now = np.minimum(bad_now, spread_bound(window.values, split, orient, spread))
     z_half = config.z_half
     weights = np.array([m.weight for m in spec.metrics])
     slo = np.array([m.role is MetricRole.SLO for m in spec.metrics])
@@ -381,6 +393,60 @@ def assess(
         ),
         features=features,
     )
+
+
+def long_run_spread(values: FloatArray) -> FloatArray:
+    """Each metric's standard deviation over a long stretch of its history.
+
+    Parameters
+    ----------
+    values
+        Samples, shape (n_times, n_metrics), NaN where missing (the operator samples a week coarsely,
+        see :func:`ajan.services.window.spread_bounds`).
+
+    Returns
+    -------
+    Shape (n_metrics,): NaN for a metric with fewer than :data:`MIN_SPREAD_POINTS` finite samples.
+
+    The plain standard deviation, not a robust scale, on purpose: it is meant to hold the level
+    changes and bursts a metric makes in normal operation, which a robust scale would discard.
+
+    >>> long_run_spread(np.array([[1.0, 5.0]] * 12 + [[3.0, 5.0]] * 12)).round(3).tolist()
+    [1.0, 0.0]
+    """
+    finite = np.isfinite(values)
+    n = finite.sum(axis=0)
+    x = np.where(finite, values, 0.0)
+    # By hand rather than np.nanstd, which warns for every metric with no sample at all.
+    mean = x.sum(axis=0) / np.maximum(n, 1)
+    std = np.sqrt((np.where(finite, x - mean, 0.0) ** 2).sum(axis=0) / np.maximum(n, 1))
+    return np.where(n >= MIN_SPREAD_POINTS, std, np.nan)
+
+
+def spread_bound(values: FloatArray, split: int, orient: FloatArray, spread: FloatArray) -> FloatArray:
+    """How far each metric is now from its baseline's median, in units of its long-run ``spread``.
+
+    Parameters
+    ----------
+    values
+        The window, shape (n_times, n_metrics); rows before ``split`` are the baseline.
+    orient
+        +1 where a rise is bad, -1 where a fall is, shape (n_metrics,).
+    spread
+        :func:`long_run_spread`, shape (n_metrics,).
+
+    Returns
+    -------
+    Shape (n_metrics,), >= 0, only the bad direction counts; +inf where the spread is unknown (no
+    bound). A spread of 0 (a metric constant all week) is floored at 1 % of the baseline's level
+    (1e-6 at level 0), so that its first real move still scores.
+    """
+    now = quiet_nanmedian(values[-PERSISTENCE_ROWS:].copy(), axis=0)
+    level = quiet_nanmedian(values[:split].copy(), axis=0)
+    floor = np.maximum(1e-6, 0.01 * np.abs(np.nan_to_num(level)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = np.maximum((now - level) * orient, 0.0) / np.maximum(spread, floor)
+    return np.where(np.isfinite(spread) & np.isfinite(bound), bound, np.inf)
 
 
 def _anomalies(

@@ -60,14 +60,14 @@ from ajan.models import (
     parse_duration,
 )
 from ajan.models.common import rfc3339, validation_message
-from ajan.services.assessment import Assessment
+from ajan.services.assessment import Assessment, FloatArray
 from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
 from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
 from ajan.services.incident import Decision, Outcome, plan_name, policy_label
 from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier
 from ajan.services.step import evaluate
-from ajan.services.window import fetch_window, window_bounds
+from ajan.services.window import fetch_spread, fetch_window, spread_bounds, window_bounds
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,7 @@ class PolicyEvaluator:
         self._peaks: dict[str, dict[str, float]] = {}  # plan name -> its peakShifts
         self._swept: set[str] = set()  # incidents whose older waiting plans are settled
         self._rollout: dict[str, Any] | None = None  # the target as read by this evaluation
+        self._spread: tuple[tuple[object, ...], FloatArray] | None = None  # (grid and queries, spread)
         self.executor = (
             Executor(runtime.rollouts, runtime.kube, runtime.limit, runtime.http, namespace, name, self.log)
             if runtime.rollouts is not None
@@ -344,6 +345,7 @@ class PolicyEvaluator:
             opened_at = self.incident.opened_at.timestamp() if self.incident else None
             bounds = window_bounds(spec, self.runtime.clock(), opened_at)
             window = await fetch_window(self.runtime.source(url), spec, bounds.start, bounds.end, bounds.step)
+            spread = await self._long_run_spread(url, spec, bounds.current_from)
             with tracing.span("ajan.analyse", metrics=len(spec.metrics)) as span:
                 async with self.runtime.analysis_slots:
                     step = await asyncio.to_thread(
@@ -356,6 +358,7 @@ class PolicyEvaluator:
                         now,
                         self.runtime.classifier,
                         verdicts,
+                        spread,
                     )
                 span.set_attribute("score", step.assessment.score)
                 span.set_attribute("anomalous", len(step.assessment.evidence.anomalies))
@@ -419,6 +422,21 @@ class PolicyEvaluator:
             patch["lastPlan"] = decision.incident.plan
         await self.runtime.kube.patch_policy_status(self.namespace, self.name, patch)
         return Report(delay, decision.outcome, None, notes, assessment)
+
+    async def _long_run_spread(
+        self, url: str, spec: CorrelationPolicySpec, current_from: float
+    ) -> FloatArray:
+        """The metrics' spread over the past week (:func:`ajan.services.window.spread_bounds`): one
+        coarse range query per metric, kept until the hour turns or the queries change, and asked
+        again at the next evaluation when Prometheus did not answer."""
+        grid = spread_bounds(spec, current_from)
+        key = (url, grid, tuple(m.query for m in spec.metrics))
+        if self._spread is not None and self._spread[0] == key:
+            return self._spread[1]
+        spread, answered = await fetch_spread(self.runtime.source(url), spec, grid)
+        if answered:
+            self._spread = (key, spread)
+        return spread
 
     async def _verdicts(self, now: datetime) -> tuple[FeedbackHistory | None, list[Note]]:
         """Operators' live verdicts on this policy's plans, and a note when Redis goes or comes back.

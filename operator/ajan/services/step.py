@@ -13,7 +13,7 @@ from datetime import datetime
 
 from ajan.clients.feedback_store import FeedbackHistory
 from ajan.models import CorrelationPolicySpec, Incident, LadderStep
-from ajan.services.assessment import Assessment, MetricWindow, assess
+from ajan.services.assessment import Assessment, FloatArray, MetricWindow, assess
 from ajan.services.feedback import refine
 from ajan.services.incident import Decision, decide
 from ajan.services.severity import SeverityClassifier, estimate
@@ -39,6 +39,7 @@ def evaluate(
     at: datetime,
     classifier: SeverityClassifier,
     verdicts: FeedbackHistory | None = None,
+    spread: FloatArray | None = None,
 ) -> Step:
     """Assess ``window`` (scored from ``current_from`` on), estimate severity, apply the verdicts
     and move ``incident`` on.
@@ -48,7 +49,7 @@ def evaluate(
     InsufficientData
         As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
     """
-    assessment = assess(spec, window, current_from, hold=incident is not None)
+    assessment = assess(spec, window, current_from, hold=incident is not None, spread=spread)
     assessment = estimate(assessment, classifier)
     ladder = list(spec.remediation.ladder)
     if verdicts is not None:

@@ -25,10 +25,24 @@ from ajan.clients.prometheus import (
     RangeResult,
 )
 from ajan.models import CorrelationPolicySpec, parse_duration
-from ajan.services.assessment import MetricWindow, current_rows, nominal_rows
+from ajan.services.assessment import (
+    MIN_SPREAD_POINTS,
+    FloatArray,
+    MetricWindow,
+    current_rows,
+    long_run_spread,
+    nominal_rows,
+)
 
 #: During an incident the baseline stays frozen for at most this many windows.
 FREEZE_WINDOWS: Final = 4
+#: A metric's long-run spread looks back a week: long enough to hold its daily pattern and the
+#: level changes it makes in normal operation, short enough to forget an old regime.
+SPREAD_HORIZON_S: Final = 7 * 86400.0
+#: ... sampled at about this many points: one range query per metric, no heavier than a window's.
+SPREAD_POINTS: Final = 1000
+#: ... and refreshed on the hour, so that the operator (which caches it) and a backtest agree.
+SPREAD_REFRESH_S: Final = 3600.0
 #: Which error is reported when several queries fail (lower first).
 _PRECEDENCE: Final = {PrometheusUnavailable: 0, QueryFailed: 1, InsufficientData: 2}
 
@@ -104,6 +118,51 @@ def window_bounds(spec: CorrelationPolicySpec, now: float, opened_at: float | No
     if end - anchor > FREEZE_WINDOWS * rows * step or frozen.rows > MAX_POINTS:
         return sliding
     return frozen
+
+
+def spread_bounds(spec: CorrelationPolicySpec, current_from: float) -> Bounds:
+    """The coarse grid over which the long-run spread of an evaluation scored from ``current_from``
+    is taken: the :data:`SPREAD_HORIZON_S` before the last full hour (``current_from`` of the
+    result), at the multiple of the policy's step that gives about :data:`SPREAD_POINTS` points.
+
+    Its points are multiples of that coarse step since the epoch, so that the grids of successive
+    hours are parts of one grid (a backtest fetches that grid once).
+    """
+    step = parse_duration(spec.step).total_seconds()
+    coarse = math.ceil(SPREAD_HORIZON_S / SPREAD_POINTS / step) * step
+    until = math.floor(current_from / SPREAD_REFRESH_S) * SPREAD_REFRESH_S
+    first = math.ceil((until - SPREAD_HORIZON_S) / coarse) * coarse
+    last = (math.ceil(until / coarse) - 1) * coarse
+    return Bounds(first, last, coarse, until)
+
+
+async def fetch_spread(
+    source: MetricSource, spec: CorrelationPolicySpec, grid: Bounds
+) -> tuple[FloatArray, bool]:
+    """Each metric's long-run spread over ``grid`` (:func:`spread_bounds`), and whether every query
+    was answered (a short history is an answer: NaN for that metric).
+
+    Never raises a `MetricSourceError`: the spread only bounds a score, so a metric whose long
+    history is unknown is scored without the bound rather than not at all.
+    """
+    results = await asyncio.gather(
+        *(
+            source.query_range(m.query, grid.start, grid.end, grid.step, min_points=MIN_SPREAD_POINTS)
+            for m in spec.metrics
+        ),
+        return_exceptions=True,
+    )
+    columns = []
+    answered = True
+    for result in results:
+        if isinstance(result, RangeResult):
+            columns.append(result.values)
+            continue
+        if not isinstance(result, MetricSourceError):
+            raise result
+        answered &= isinstance(result, InsufficientData)
+        columns.append(np.full(grid.rows, np.nan))
+    return long_run_spread(np.column_stack(columns)), answered
 
 
 async def fetch_window(
