@@ -89,11 +89,15 @@ def bench_scoring(repeat: int, n_series: int = 10_000, n_times: int = 1_440) -> 
 
     return [
         _timing("ajan robust_zscore + zscore_to_score", _measure(ajan_scoring, repeat)),
-        _timing("per-series loop (numpy median + scipy.stats.median_abs_deviation)",
-               _measure(scipy_loop, max(1, repeat // 3))),
+        _timing(
+            "per-series loop (numpy median + scipy.stats.median_abs_deviation)",
+            _measure(scipy_loop, max(1, repeat // 3)),
+        ),
         _timing("pandas median/MAD per column", _measure(pandas_rolling, repeat)),
-        _timing("floor: one np.median over the baseline (the unavoidable selection)",
-               _measure(floor_median, repeat)),
+        _timing(
+            "floor: one np.median over the baseline (the unavoidable selection)",
+            _measure(floor_median, repeat),
+        ),
         _timing("floor: one elementwise pass |x - m| / s", _measure(floor_elementwise, repeat)),
     ]
 
@@ -102,12 +106,17 @@ def bench_detector(repeat: int, n_series: int = 1_000, n_times: int = 1_440) -> 
     """The full causal residual detector (forecast, trailing scale) on 1,000 x 1,440."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n_series, n_times)).cumsum(axis=1)
-    return [_timing("ajan residual_zscore (causal, adaptive), 1,000 x 1,440",
-                   _measure(lambda: residual_zscore(x, scale_window=1440), max(1, repeat // 2)))]
+    return [
+        _timing(
+            "ajan residual_zscore (causal, adaptive), 1,000 x 1,440",
+            _measure(lambda: residual_zscore(x, scale_window=1440), max(1, repeat // 2)),
+        )
+    ]
 
 
-def bench_correlation(repeat: int, n_series: int = 200, n_times: int = 1_440,
-                      max_lag: int = 10) -> list[Timing]:
+def bench_correlation(
+    repeat: int, n_series: int = 200, n_times: int = 1_440, max_lag: int = 10
+) -> list[Timing]:
     """Pearson and Spearman matrices of 200 x 1,440 at lags 0..10."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(n_series, n_times)).cumsum(axis=1)
@@ -120,27 +129,32 @@ def bench_correlation(repeat: int, n_series: int = 200, n_times: int = 1_440,
                 b = pd.DataFrame(x[:, lag:].T)
                 out.append(pd.concat([a, b], axis=1, ignore_index=True).corr(method=method))
             return out
+
         return run
 
     def scipy_spearman_lags() -> object:
-        return [stats.spearmanr(x[:, : n_times - lag], x[:, lag:], axis=1)
-                for lag in range(max_lag + 1)]
+        return [stats.spearmanr(x[:, : n_times - lag], x[:, lag:], axis=1) for lag in range(max_lag + 1)]
 
     def floor_matmul() -> object:
         return [x[:, : n_times - lag] @ x[:, lag:].T for lag in range(max_lag + 1)]
 
     return [
-        _timing("ajan lagged_correlation pearson, lags 0..10 (both directions)",
-               _measure(lambda: lagged_correlation(x, max_lag=max_lag), repeat)),
-        _timing("ajan lagged_correlation spearman, lags 0..10 (both directions)",
-               _measure(lambda: lagged_correlation(x, max_lag=max_lag, method="spearman"), repeat)),
-        _timing("pandas DataFrame.corr pearson, per lag",
-                _measure(pandas_lags("pearson"), max(1, repeat // 3))),
-        _timing("pandas DataFrame.corr spearman, per lag",
-               _measure(pandas_lags("spearman"), max(1, repeat // 3))),
+        _timing(
+            "ajan lagged_correlation pearson, lags 0..10 (both directions)",
+            _measure(lambda: lagged_correlation(x, max_lag=max_lag), repeat),
+        ),
+        _timing(
+            "ajan lagged_correlation spearman, lags 0..10 (both directions)",
+            _measure(lambda: lagged_correlation(x, max_lag=max_lag, method="spearman"), repeat),
+        ),
+        _timing(
+            "pandas DataFrame.corr pearson, per lag", _measure(pandas_lags("pearson"), max(1, repeat // 3))
+        ),
+        _timing(
+            "pandas DataFrame.corr spearman, per lag", _measure(pandas_lags("spearman"), max(1, repeat // 3))
+        ),
         _timing("scipy.stats.spearmanr, per lag", _measure(scipy_spearman_lags, max(1, repeat // 3))),
-        _timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags",
-                _measure(floor_matmul, repeat)),
+        _timing("floor: raw numpy matmul (200x1440 @ 1440x200) x 11 lags", _measure(floor_matmul, repeat)),
     ]
 
 
@@ -150,12 +164,17 @@ def _timing(name: str, measured: tuple[float, int]) -> Timing:
 
 def _table(title: str, timings: list[Timing], floor: str, input_bytes: int) -> str:
     ref = next(t.seconds for t in timings if t.name.startswith(floor))
-    lines = [f"### {title}", "",
-             "| what | median ms | x floor | peak MiB allocated | x input size |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| what | median ms | x floor | peak MiB allocated | x input size |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for t in timings:
-        lines.append(f"| {t.name} | {t.seconds * 1e3:.1f} | {t.seconds / ref:.2f} | "
-                     f"{t.peak_bytes / 2**20:.0f} | {t.peak_bytes / input_bytes:.2f} |")
+        lines.append(
+            f"| {t.name} | {t.seconds * 1e3:.1f} | {t.seconds / ref:.2f} | "
+            f"{t.peak_bytes / 2**20:.0f} | {t.peak_bytes / input_bytes:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -164,19 +183,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = parser.parse_args()
-    env = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-           f"numpy {np.__version__}, pandas {pd.__version__}")
+    env = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, pandas {pd.__version__}"
+    )
     scoring = bench_scoring(args.repeat)
     detector = bench_detector(args.repeat)
     corr = bench_correlation(args.repeat)
     print(f"Environment: {env}\n")
     print("Peak memory: bytes allocated during one call (tracemalloc), against the size of its")
     print("input arrays (for scoring: the current window and the baseline together).\n")
-    print(_table("Anomaly scoring, 10,000 series x 1,440 points (baseline of the same shape)",
-                 scoring, "floor: one elementwise", 2 * 10_000 * 1_440 * 8))
+    print(
+        _table(
+            "Anomaly scoring, 10,000 series x 1,440 points (baseline of the same shape)",
+            scoring,
+            "floor: one elementwise",
+            2 * 10_000 * 1_440 * 8,
+        )
+    )
     print(_table("Causal adaptive detector", detector, "ajan residual", 1_000 * 1_440 * 8))
-    print(_table("Correlation matrices, 200 metrics x 1,440 points, lags 0..10", corr, "floor: raw",
-                 200 * 1_440 * 8))
+    print(
+        _table(
+            "Correlation matrices, 200 metrics x 1,440 points, lags 0..10",
+            corr,
+            "floor: raw",
+            200 * 1_440 * 8,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -97,15 +97,18 @@ def test_residual_zscore_is_causal(data: st.DataObject) -> None:
     z = residual_zscore(x, **kw)
     # Changing everything after t leaves z up to t alone ...
     y = x.copy()
-    y[:, t + 1 :] = np.array([data.draw(st.lists(cells, min_size=n - t - 1, max_size=n - t - 1))
-                              for _ in range(2)])
-    np.testing.assert_allclose(residual_zscore(y, **kw)[:, : t + 1], z[:, : t + 1], rtol=1e-12,
-                               equal_nan=True)
+    y[:, t + 1 :] = np.array(
+        [data.draw(st.lists(cells, min_size=n - t - 1, max_size=n - t - 1)) for _ in range(2)]
+    )
+    np.testing.assert_allclose(
+        residual_zscore(y, **kw)[:, : t + 1], z[:, : t + 1], rtol=1e-12, equal_nan=True
+    )
     # ... and so does scoring only the prefix (data not yet arrived); a prefix shorter than the
     # period is test_seasonal_forecast_on_a_series_shorter_than_the_period.
     if t + 1 >= 7 or period is None:
-        np.testing.assert_allclose(residual_zscore(x[:, : t + 1], **kw), z[:, : t + 1], rtol=1e-12,
-                                   equal_nan=True)
+        np.testing.assert_allclose(
+            residual_zscore(x[:, : t + 1], **kw), z[:, : t + 1], rtol=1e-12, equal_nan=True
+        )
 
 
 def test_seasonal_forecast_on_a_series_shorter_than_the_period() -> None:
@@ -285,7 +288,7 @@ def test_trailing_calibration_is_causal() -> None:
 
 def test_zscore_to_score_known_points() -> None:
     s = zscore_to_score([0.0, 6.0, -6.0, 12.0, np.nan, np.inf, -np.inf])
-    np.testing.assert_allclose(s[:4], [0.0, 0.5, 0.5, 1 - 2.0 ** -4], rtol=1e-12)
+    np.testing.assert_allclose(s[:4], [0.0, 0.5, 0.5, 1 - 2.0**-4], rtol=1e-12)
     assert s[4] == 0.0  # missing data is no evidence
     assert s[5] == 1.0 and s[6] == 1.0
     assert zscore_to_score(3.0, z_half=3.0) == pytest.approx(0.5)
@@ -293,7 +296,8 @@ def test_zscore_to_score_known_points() -> None:
 
 @SETTINGS
 @given(
-    a=st.floats(min_value=0, max_value=1e3), b=st.floats(min_value=0, max_value=1e3),
+    a=st.floats(min_value=0, max_value=1e3),
+    b=st.floats(min_value=0, max_value=1e3),
     z_half=st.floats(min_value=0.5, max_value=20),
 )
 def test_zscore_to_score_monotone_bounded_and_inverted(a: float, b: float, z_half: float) -> None:
@@ -367,8 +371,9 @@ def test_infinite_z_counts_as_strongest_evidence() -> None:
 def test_aggregate_bounded_and_monotone(data: st.DataObject, n: int, t: int) -> None:
     cell = st.one_of(st.floats(min_value=-50, max_value=50), st.just(float("nan")))
     z = np.array([data.draw(st.lists(cell, min_size=t, max_size=t)) for _ in range(n)])
-    w = data.draw(st.one_of(st.none(), st.lists(st.floats(min_value=0.01, max_value=10), min_size=n,
-                                                  max_size=n)))
+    w = data.draw(
+        st.one_of(st.none(), st.lists(st.floats(min_value=0.01, max_value=10), min_size=n, max_size=n))
+    )
     agg = aggregate_scores(z, w)
     assert np.all((agg.score >= 0) & (agg.score <= 1))
     assert np.all(agg.zscore >= 0) and np.all(agg.log_pvalue <= 0)
@@ -411,8 +416,9 @@ def test_tail_shift_detected_at_p99_with_unchanged_median() -> None:
     assert res.ratio[1, 0] > 1.2
     # The p-value is the one-sided binomial test of the exceedance count.
     k = int(np.sum(shifted > np.quantile(base, 0.99)))
-    assert res.pvalue[1, 0] == pytest.approx(stats.binomtest(k, 1000, 0.01, alternative="greater").pvalue,
-                                             rel=1e-6)
+    assert res.pvalue[1, 0] == pytest.approx(
+        stats.binomtest(k, 1000, 0.01, alternative="greater").pvalue, rel=1e-6
+    )
     np.testing.assert_allclose(res.baseline[:, 0], np.quantile(base, [0.5, 0.99]))
 
 
@@ -442,12 +448,14 @@ def test_percentile_shift_nan_rows() -> None:
 
 
 def test_critical_anomalies_names_since_and_order() -> None:
-    z = np.array([
-        [0.0, 1.0, 7.0, 4.0, 7.0, 8.0],  # dips to 4 (above hold 3): the run began at 2
-        [0.0, 0.0, 0.0, 0.0, 0.0, 2.0],  # quiet
-        [9.0, 9.0, 9.0, 9.0, 9.0, -20.0],  # never quiet: since 0
-        [0.0, 9.0, np.nan, 9.0, 9.0, 7.0],  # a gap counts as quiet
-    ])
+    z = np.array(
+        [
+            [0.0, 1.0, 7.0, 4.0, 7.0, 8.0],  # dips to 4 (above hold 3): the run began at 2
+            [0.0, 0.0, 0.0, 0.0, 0.0, 2.0],  # quiet
+            [9.0, 9.0, 9.0, 9.0, 9.0, -20.0],  # never quiet: since 0
+            [0.0, 9.0, np.nan, 9.0, 9.0, 7.0],  # a gap counts as quiet
+        ]
+    )
     x = np.array([[0, 0, 0, 0, 0, 30.0], [1] * 6, [5] * 6, [0, 0, 0, 0, 0, 0.0]])
     res = critical_anomalies(x, z, ["cpu", "mem", "lat", "err"], [10.0, 1.0, -10.0, 0.0])
     assert [a.metric for a in res] == ["lat", "cpu", "err"]  # by |z|

@@ -86,7 +86,7 @@ def test_pearson_with_gaps_matches_pandas_pairwise_at_lag_0() -> None:
     res = lagged_correlation(x, max_lag=2)
     expected = pd.DataFrame(x.T).corr(min_periods=3).to_numpy()
     np.testing.assert_allclose(res.r[0], expected, atol=1e-10, equal_nan=True)
-    counts = (np.isfinite(x).astype(int) @ np.isfinite(x).T.astype(int))
+    counts = np.isfinite(x).astype(int) @ np.isfinite(x).T.astype(int)
     np.testing.assert_array_equal(res.n[0], counts)
     np.testing.assert_allclose(correlation_matrix(x), expected, atol=1e-10, equal_nan=True)
 
@@ -213,7 +213,8 @@ def _matrices(min_t: int = 5):
         lambda n: st.integers(min_value=min_t, max_value=40).flatmap(
             lambda t: st.lists(
                 st.lists(st.integers(min_value=-50, max_value=50).map(float), min_size=t, max_size=t),
-                min_size=n, max_size=n,
+                min_size=n,
+                max_size=n,
             )
         )
     )
@@ -232,10 +233,15 @@ def test_lag0_matrix_symmetric_unit_diagonal_bounded(rows: list[list[float]], me
 
 
 @SETTINGS
-@given(rows=_matrices(min_t=6), method=st.sampled_from(["pearson", "spearman"]), gaps=st.booleans(),
-       data=st.data())
-def test_negative_lag_is_the_transpose(rows: list[list[float]], method: str, gaps: bool,
-                                       data: st.DataObject) -> None:
+@given(
+    rows=_matrices(min_t=6),
+    method=st.sampled_from(["pearson", "spearman"]),
+    gaps=st.booleans(),
+    data=st.data(),
+)
+def test_negative_lag_is_the_transpose(
+    rows: list[list[float]], method: str, gaps: bool, data: st.DataObject
+) -> None:
     x = np.array(rows)
     if gaps:
         x[data.draw(st.integers(0, x.shape[0] - 1)), data.draw(st.integers(0, x.shape[1] - 1))] = np.nan

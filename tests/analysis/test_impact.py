@@ -14,7 +14,7 @@ def _leading_pair(r: float, lag: int, n: int = 800, seed: int = 0) -> np.ndarray
     """A source and a target that follows it ``lag`` points later with correlation ``r``."""
     rng = np.random.default_rng(seed)
     src = rng.normal(size=n + lag)
-    tgt = r * src[: n] + np.sqrt(1 - r * r) * rng.normal(size=n)
+    tgt = r * src[:n] + np.sqrt(1 - r * r) * rng.normal(size=n)
     return np.vstack([src[lag:], tgt])  # tgt[t] depends on src[t - lag]
 
 
@@ -27,7 +27,7 @@ def test_leading_indicator_predicts_target_with_lag_and_sign() -> None:
     assert p.r == pytest.approx(0.8, abs=0.05)
     assert p.expected_z == pytest.approx(p.r * 6.0)  # regression in standardised units
     assert p.low_z < p.expected_z < p.high_z
-    assert p.high_z - p.low_z == pytest.approx(2 * 1.96 * np.sqrt(1 - p.r ** 2), rel=0.1)
+    assert p.high_z - p.low_z == pytest.approx(2 * 1.96 * np.sqrt(1 - p.r**2), rel=0.1)
     # A source anomalous downwards predicts the target downwards.
     [q] = predict_impact([-6.0, 0.0], corr)
     assert q.expected_z == pytest.approx(-p.expected_z)
@@ -104,7 +104,7 @@ def test_interval_is_wider_with_less_data() -> None:
     # The uncertainty of r itself: the same r estimated from fewer points gives a wider interval.
     long = predict_impact([6.0, 0.0], lagged_correlation(_leading_pair(0.8, 1, n=3000), max_lag=2))[0]
     short = predict_impact([6.0, 0.0], lagged_correlation(_leading_pair(0.8, 1, n=60), max_lag=2))[0]
-    w_long = (long.high_z - long.low_z) / np.sqrt(1 - long.r ** 2)
-    w_short = (short.high_z - short.low_z) / np.sqrt(1 - short.r ** 2)
+    w_long = (long.high_z - long.low_z) / np.sqrt(1 - long.r**2)
+    w_short = (short.high_z - short.low_z) / np.sqrt(1 - short.r**2)
     assert w_short > w_long
     assert stats.norm.ppf(0.975) * 2 == pytest.approx(w_long, rel=0.05)

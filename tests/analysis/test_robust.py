@@ -144,7 +144,7 @@ def test_all_nan_input_as_own_baseline() -> None:
 
 
 @SETTINGS
-@given(x=int_lists, b=baselines, c=st.integers(min_value=-10**6, max_value=10**6))
+@given(x=int_lists, b=baselines, c=st.integers(min_value=-(10**6), max_value=10**6))
 def test_shift_invariance(x: list[float], b: list[float], c: int) -> None:
     xs, bs = np.array([x]), np.array([b])
     _close(robust_zscore(xs + c, bs + c), robust_zscore(xs, bs))
@@ -169,7 +169,9 @@ def test_negative_scale_flips_sign(x: list[float], b: list[float], a: float) -> 
 
 @SETTINGS
 @given(
-    x=st.lists(st.integers(min_value=-10**6, max_value=10**6).map(lambda k: k / 64), min_size=2, max_size=40),
+    x=st.lists(
+        st.integers(min_value=-(10**6), max_value=10**6).map(lambda k: k / 64), min_size=2, max_size=40
+    ),
     method=st.sampled_from(["mad", "iqr"]),
 )
 def test_finite_output_for_finite_non_constant_input(x: list[float], method: str) -> None:
@@ -228,8 +230,9 @@ def test_trailing_location_scale_is_causal_and_matches_its_window(data: st.DataO
 
     # The estimate at t uses strictly past data: rewriting x[:, t:] changes nothing at or before t.
     y = x.copy()
-    y[:, t:] = np.array([data.draw(st.lists(cell, min_size=n_times - t, max_size=n_times - t))
-                         for _ in range(2)])
+    y[:, t:] = np.array(
+        [data.draw(st.lists(cell, min_size=n_times - t, max_size=n_times - t)) for _ in range(2)]
+    )
     after = trailing_location_scale(y, **kw)
     np.testing.assert_array_equal(after.location[:, : t + 1], before.location[:, : t + 1])
     np.testing.assert_array_equal(after.scale[:, : t + 1], before.scale[:, : t + 1])

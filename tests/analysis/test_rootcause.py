@@ -43,7 +43,8 @@ def test_a_late_or_never_crossing_metric_is_discounted() -> None:
     assert crossing.onset[0] == 10 and crossing.score[0] > res.score[0]
     # ... and without the onset weight the onset does not matter.
     assert rank_root_causes(z, 10, 30, onset_weight=0.0).score[0] == pytest.approx(
-        rank_root_causes(z, 10, 30, onset_z=1.0, onset_weight=0.0).score[0])
+        rank_root_causes(z, 10, 30, onset_z=1.0, onset_weight=0.0).score[0]
+    )
 
 
 def test_ties_keep_index_order_and_nan_is_no_evidence() -> None:

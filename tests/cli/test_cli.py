@@ -31,8 +31,9 @@ def _iso(i: int) -> str:
     return (T0 + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]],
-           encoding: str = "utf-8") -> Path:
+def _write(
+    path: Path, header: Sequence[str], rows: Sequence[Sequence[object]], encoding: str = "utf-8"
+) -> Path:
     with path.open("w", newline="", encoding=encoding) as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -57,18 +58,22 @@ def _main_data() -> np.ndarray:
 def _files(d: Path) -> dict[str, Path]:
     x = _main_data()
     f: dict[str, Path] = {}
-    f["ts"] = _write(d / "ts.csv", ["timestamp", "a", "b", "c"],
-                     [[_iso(i), *row] for i, row in enumerate(x)])
+    f["ts"] = _write(d / "ts.csv", ["timestamp", "a", "b", "c"], [[_iso(i), *row] for i, row in enumerate(x)])
     f["rows"] = _write(d / "rows.csv", ["a", "b", "c"], x.tolist())
-    f["bom"] = _write(d / "bom.csv", ["timestamp", "a", "b", "c"],
-                      [[1_700_000_000 + 60 * i, *row] for i, row in enumerate(x)], encoding="utf-8-sig")
+    f["bom"] = _write(
+        d / "bom.csv",
+        ["timestamp", "a", "b", "c"],
+        [[1_700_000_000 + 60 * i, *row] for i, row in enumerate(x)],
+        encoding="utf-8-sig",
+    )
     train = _data(1, 300)
     short = _data(2, 30, spike=5)  # an incident in row 5 of metric b ...
     short[10:, 2] += 8.0  # ... and metric c 8 sigma up from row 10 on
     f["train"] = _write(d / "train.csv", ["c", "a", "b"], train[:, [2, 0, 1]].tolist())  # other order
     f["short"] = _write(d / "short.csv", ["a", "b", "c"], short.tolist())
-    f["train_extra"] = _write(d / "train_extra.csv", ["a", "b", "c", "d"],
-                              np.hstack([train, train[:, :1]]).tolist())
+    f["train_extra"] = _write(
+        d / "train_extra.csv", ["a", "b", "c", "d"], np.hstack([train, train[:, :1]]).tolist()
+    )
     f["train_missing"] = _write(d / "train_missing.csv", ["a", "b"], train[:, :2].tolist())
     f["empty"] = d / "empty.csv"
     f["empty"].write_text("", encoding="utf-8")
@@ -103,8 +108,16 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "detect_train": ["detect", str(f["short"]), "--train", str(f["train"])],
         "rank_rows": ["rank", str(f["rows"]), "--start", str(SPIKE), "--end", str(SPIKE + 10)],
         # --start between two rows: "the first row at or after" the timestamp
-        "rank_ts_top": ["rank", str(f["ts"]), "--start", _iso(SPIKE - 1).replace(":00Z", ":30Z"),
-                        "--end", _iso(SPIKE + 10), "--top", "2"],
+        "rank_ts_top": [
+            "rank",
+            str(f["ts"]),
+            "--start",
+            _iso(SPIKE - 1).replace(":00Z", ":30Z"),
+            "--end",
+            _iso(SPIKE + 10),
+            "--top",
+            "2",
+        ],
         "rank_train": ["rank", str(f["short"]), "--train", str(f["train"]), "--start", "10", "--end", "30"],
         "bom": ["detect", str(f["bom"])],
         # bad input
@@ -140,8 +153,14 @@ def runs(files: dict[str, Path]) -> dict[str, subprocess.CompletedProcess[str]]:
     cases = _cases(files, out)
 
     def run(args: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ajan", *args], capture_output=True, text=True,
-                              timeout=120, cwd=files["ts"].parent, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "ajan", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=files["ts"].parent,
+            check=False,
+        )
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(zip(cases, pool.map(run, cases.values()), strict=True))

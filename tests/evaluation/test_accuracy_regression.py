@@ -43,8 +43,9 @@ def nab_corpus() -> list[nab.NabFile]:
     ],
     ids=["score-standard", "score-low-fp", "score-low-fn", "onset-standard"],
 )
-def test_nab_corpus_score(nab_corpus: list[nab.NabFile], detector: nab.Detector, profile: str,
-                          floor: float) -> None:
+def test_nab_corpus_score(
+    nab_corpus: list[nab.NabFile], detector: nab.Detector, profile: str, floor: float
+) -> None:
     scores = nab.run_detector(nab_corpus, detector, processes=2)
     result = nab.score_corpus(nab_corpus, scores, profile)
     assert result.normalised >= floor, f"NAB {profile}: {result.normalised:.2f} < {floor}"
@@ -77,8 +78,9 @@ def test_petshop_root_cause_top3() -> None:
     root = _need(DATA / "petshop" / "low_traffic")
     graph = petshop.read_graph(root / "graph.csv")
     baseline = petshop.read_metrics(root / "noissue" / "metrics.csv")
-    results = [petshop.rank_issue(issue, baseline, graph)
-               for issue in petshop.load_issues(root, ("train", "test"))]
+    results = [
+        petshop.rank_issue(issue, baseline, graph) for issue in petshop.load_issues(root, ("train", "test"))
+    ]
     assert len(results) == 26
     top3 = float(np.mean([r.plain.top3 for r in results]))
     assert top3 >= 0.74, top3

@@ -41,9 +41,7 @@ def synthetic(
 ) -> nab.NabFile:
     """A file of n rows with windows given as inclusive row ranges."""
     t = stamps(n) if ts is None else ts
-    return nab.make_file(
-        path, t, np.zeros(n), [(t[a], t[b]) for a, b in windows], probation_percent
-    )
+    return nab.make_file(path, t, np.zeros(n), [(t[a], t[b]) for a, b in windows], probation_percent)
 
 
 def detections(n: int, rows: Iterable[int]) -> np.ndarray:
@@ -302,9 +300,7 @@ def test_cli_scores_a_results_directory(tmp_path: Path, capsys: pytest.CaptureFi
     with (tmp_path / "results/det/cat/det_x.csv").open("w", newline="") as fh:
         rows = [[t, 1.0, float(i == 40), 0] for i, t in enumerate(fmt)]
         csv.writer(fh).writerows([["timestamp", "value", "anomaly_score", "label"], *rows])
-    (tmp_path / "labels/combined_windows.json").write_text(
-        json.dumps({"cat/x.csv": [[fmt[40], fmt[49]]]})
-    )
+    (tmp_path / "labels/combined_windows.json").write_text(json.dumps({"cat/x.csv": [[fmt[40], fmt[49]]]}))
     out_json = tmp_path / "out.json"
     argv = ["--data", str(tmp_path), "--results-dir", str(tmp_path / "results/det")]
     assert nab.main([*argv, "--json", str(out_json)]) == 0
