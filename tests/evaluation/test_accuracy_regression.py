@@ -15,11 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ajan.evaluation import SHARED_DATA, nab, petshop, smd
+from ajan.evaluation import SHARED_DATA, nab, petshop, pool_map, replay, smd
 
 pytestmark = pytest.mark.accuracy
 
 DATA = SHARED_DATA
+
+#: The operator-level replay's machines, and its floors (docs/accuracy.md, "What the operator would do").
+OPERATOR_MACHINES = ("machine-1-2", "machine-1-4")
+FLOOR_F1 = 0.47
+FLOOR_PRECISION = 0.38
+CEILING_FALSE_PER_DAY = 0.77
+CEILING_NORMAL_IN_INCIDENT = 0.028
 
 
 def _need(path: Path) -> Path:
@@ -84,3 +91,27 @@ def test_petshop_root_cause_top3() -> None:
     assert len(results) == 26
     top3 = float(np.mean([r.plain.top3 for r in results]))
     assert top3 >= 0.74, top3
+
+
+@pytest.fixture(scope="module")
+def operator_replay() -> dict[str, replay.Match]:
+    """ajan's operator and the floor, replayed over two SMD machines (22 segments, about 4 minutes
+    on 2 cores): the whole dataset takes too long for every CI run; docs/accuracy.md has it."""
+    _need(DATA / "smd")
+    series = replay.smd_series(machines=OPERATOR_MACHINES)
+    return {
+        detector: replay.pooled(pool_map(replay._replay_one, [(s, detector) for s in series], 2))
+        for detector in ("ajan", "floor")
+    }
+
+
+def test_operator_level_replay(operator_replay: dict[str, replay.Match]) -> None:
+    ajan, floor = operator_replay["ajan"], operator_replay["floor"]
+    assert ajan.segments == floor.segments == 22
+    assert ajan.action_f1 >= FLOOR_F1, ajan
+    assert ajan.action_precision >= FLOOR_PRECISION, ajan
+    assert ajan.false_actions_per_day <= CEILING_FALSE_PER_DAY, ajan
+    assert ajan.normal_in_incident <= CEILING_NORMAL_IN_INCIDENT, ajan
+    # The afternoon's baseline beside it, computed in the same run: ajan must stay ahead of it.
+    assert ajan.action_f1 >= floor.action_f1, (ajan, floor)
+    assert ajan.false_actions_per_day <= floor.false_actions_per_day, (ajan, floor)

@@ -58,6 +58,25 @@ def test_an_action_before_the_segment_is_an_early_warning_and_pooled_counts_add(
     assert (both.segments, both.acted, both.false_actions) == (2, 1, 1)
 
 
+def test_confidence_at_opening_is_judged_against_what_the_incident_was() -> None:
+    s = _series(2000, [(500, 600), (1200, 1300)])
+    incidents = [(_t(520), _t(640), "pause"), (_t(900), _t(950), "pause"), (_t(1210), _t(1250), "abort")]
+    ranked = match(s, incidents, INTERVAL, confidences=[0.9, 0.3, 0.8])
+    assert ranked.openings == ((0.9, True), (0.3, False), (0.8, True))
+    assert ranked.confidence_auc == pytest.approx(1.0)
+    # 0.9 and 0.8 real, 0.3 false: each confidence against its bin's share of real incidents.
+    assert ranked.confidence_ece == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+    inverted = match(s, incidents, INTERVAL, confidences=[0.2, 0.9, 0.1])
+    assert inverted.confidence_auc == pytest.approx(0.0)
+    pooled = ranked + inverted
+    # Pooled, real (0.9, 0.8, 0.2, 0.1) against false (0.3, 0.9): 2.5 of 8 pairs in order, a tie half.
+    assert len(pooled.openings) == 6 and pooled.confidence_auc == pytest.approx(2.5 / 8)
+    # A reference has no confidence: nothing to judge.
+    assert match(s, incidents, INTERVAL).openings == () and np.isnan(
+        match(s, incidents, INTERVAL).confidence_auc
+    )
+
+
 def test_reference_run_opens_on_an_alert_and_closes_after_three_quiet_evaluations() -> None:
     x = np.random.default_rng(0).normal(10.0, 1.0, (3000, 1))
     x[2000:2030, 0] += 200.0  # far out: the floor alerts

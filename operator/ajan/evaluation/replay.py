@@ -37,7 +37,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -198,6 +198,9 @@ class Run:
     evaluations: int = 0
     seconds: float = 0.0
     insufficient: int = 0
+    #: ajan's confidence when it opened each incident (aligned with ``incidents``); empty for a
+    #: reference, which has no confidence.
+    confidences: list[float] = field(default_factory=list)
 
 
 def replay_series(series: Series) -> Run:
@@ -213,7 +216,10 @@ def replay_series(series: Series) -> Run:
     result = replay(policy, history, series.start, end)
     seconds = time.perf_counter() - started
     lost = sum(result.summary.insufficient_data.values())
-    return Run(series, incidents_of(result, end), result.summary.evaluations, seconds, lost)
+    incidents = incidents_of(result, end)
+    opening = {p.time.timestamp(): p.confidence for p in result.plans if p.outcome == "open"}
+    confidences = [opening.get(opened, float("nan")) for opened, _, _ in incidents]
+    return Run(series, incidents, result.summary.evaluations, seconds, lost, confidences)
 
 
 def incidents_of(result: object, end: float) -> list[tuple[float, float, str]]:
@@ -250,6 +256,30 @@ class Match:
     evaluations: int
     insufficient: int
     seconds: float
+    #: ``(confidence at opening, detects a segment)`` of each incident, where the replay has one.
+    openings: tuple[tuple[float, bool], ...] = ()
+
+    @property
+    def confidence_auc(self) -> float:
+        """How well the confidence at opening ranks true incidents above false ones (ROC AUC; NaN
+        without both kinds)."""
+        from ajan.evaluation.severity import roc_auc
+
+        return roc_auc(*self._openings())
+
+    @property
+    def confidence_ece(self) -> float:
+        """Expected calibration error of the confidence at opening as the probability that the
+        incident is real (NaN without incidents)."""
+        from ajan.evaluation.severity import expected_calibration_error
+
+        return expected_calibration_error(*self._openings()) if self.openings else float("nan")
+
+    def _openings(self) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        return (
+            np.array([c for c, _ in self.openings], dtype=np.float64),
+            np.array([t for _, t in self.openings], dtype=bool),
+        )
 
     @property
     def action_precision(self) -> float:
@@ -318,15 +348,19 @@ def match(
     evaluations: int = 0,
     insufficient: int = 0,
     seconds: float = 0.0,
+    confidences: Sequence[float] = (),
 ) -> Match:
-    """Match a replay's incidents ``(opened, closed, action)`` with the series' labelled segments."""
+    """Match a replay's incidents ``(opened, closed, action)`` with the series' labelled segments
+    (``confidences``, where given, are ajan's at each opening)."""
     segments = series.segments()
     planned: set[int] = set()
     acted: set[int] = set()
     first_action: dict[int, float] = {}
     false_incidents = false_actions = actions = 0
+    true_incident: list[bool] = []
     for opened, _closed, action in incidents:
         hits = [i for i, (s, e) in enumerate(segments) if s - LEAD_S <= opened <= e + interval_s]
+        true_incident.append(bool(hits))
         is_action = ACTION_RANK.get(action, 0) >= ACTION_RANK["pause"]
         actions += is_action
         if not hits:
@@ -360,6 +394,7 @@ def match(
         evaluations=evaluations,
         insufficient=insufficient,
         seconds=seconds,
+        openings=tuple(zip(confidences, true_incident, strict=False)) if confidences else (),
     )
 
 
@@ -437,7 +472,8 @@ def pooled(runs: Iterable[Run]) -> Match:
     """The matches of several replays, pooled (counts added)."""
     total: Match | None = None
     for r in runs:
-        m = match(r.series, r.incidents, interval_of(r.series), r.evaluations, r.insufficient, r.seconds)
+        m = match(r.series, r.incidents, interval_of(r.series), r.evaluations, r.insufficient, r.seconds,
+                  r.confidences)  # fmt: skip
         total = m if total is None else total + m
     assert total is not None
     return total
@@ -453,6 +489,22 @@ def format_row(name: str, m: Match) -> str:
         f"| {m.normal_in_incident:.2%} | {m.insufficient} / {m.evaluations} "
         f"| {m.evaluations_per_second:.0f} |"
     )
+
+
+def format_confidence_row(name: str, m: Match) -> str:
+    """One markdown row of the table of ajan's confidence at opening against what the incident was."""
+    confidences, real = m._openings()
+    mean = f"{confidences.mean():.2f}" if confidences.size else "-"
+    return (
+        f"| {name} | {confidences.size} | {int(real.sum())} | {mean} | {m.plan_precision:.2f} "
+        f"| {m.confidence_auc:.2f} | {m.confidence_ece:.3f} |"
+    )
+
+
+CONFIDENCE_HEADER: Final = (
+    "| replay | incidents | real | mean confidence at opening | share real | AUC | ECE |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
 
 
 HEADER: Final = (
@@ -473,11 +525,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(HEADER)
     detectors = ["ajan"] if args.no_references else ["ajan", "floor", "pca"]
+    confidence_rows = []
     for dataset in args.dataset or ["smd", "nab", "petshop"]:
         for detector in detectors:
             runs = run_dataset(dataset, args.processes, detector)
-            print(format_row(f"{detector}, {dataset}", pooled(runs)))
+            m = pooled(runs)
+            print(format_row(f"{detector}, {dataset}", m))
             sys.stdout.flush()
+            if detector == "ajan":
+                confidence_rows.append(format_confidence_row(f"ajan, {dataset}", m))
+    print(f"\n{CONFIDENCE_HEADER}\n" + "\n".join(confidence_rows))
     return 0
 
 
