@@ -452,33 +452,9 @@ class Executor:
             return [ExecutionNote(name, "DryRun", f"{name}: would send {shown}")]
 
         if not executing:
-            wait = throttle(
-                action, history, parse_duration(spec.remediation.cooldown),
-                spec.remediation.max_actions_per_hour, now,
-            )  # fmt: skip
-            if wait is None and action is not Action.ANNOTATE and not self.limit.allows(now):
-                wait = Throttle(
-                    "OperatorRateLimited",
-                    f"the operator's --max-actions-per-hour ({self.limit.per_hour}) is reached",
-                    now + HOUR,
-                )
-            if wait is not None:
-                cond = condition(
-                    "Throttled",
-                    ConditionStatus.TRUE,
-                    wait.reason,
-                    f"{wait.message}; next try after {rfc3339(wait.until)}",
-                    now,
-                )
-                known = find_condition(plan.current.conditions, "Throttled")
-                if known is None or known.reason != wait.reason or known.status is not ConditionStatus.TRUE:
-                    await self.store.patch_plan_status(
-                        self.namespace,
-                        name,
-                        {"conditions": with_condition(_conditions(plan.current), cond)},
-                    )
-                    return [ExecutionNote(name, wait.reason, f"{name}: {cond['message']}")]
-                return []
+            held = await self._hold(spec, plan, history, now)
+            if held is not None:
+                return held
             # The intent, before anything is sent: after a crash from here on, the plan says what to finish.
             await self._set(
                 plan,
@@ -517,6 +493,39 @@ class Executor:
         await self._notify(spec, plan, "executed")
         message = f"{action.value} by plan {name} (confidence {plan.spec.confidence:.2f})"
         return [ExecutionNote(name, f"Action{action.value.capitalize()}", message, rollout=after)]
+
+    async def _hold(
+        self, spec: CorrelationPolicySpec, plan: RemediationPlan, history: list[Taken], now: datetime
+    ) -> list[ExecutionNote] | None:
+        """None when the plan's action may be sent now; else the notes of holding it back. The
+        Throttled condition is written when the reason is new, not again at every evaluation."""
+        name, action = plan.name, plan.spec.action
+        wait = throttle(
+            action, history, parse_duration(spec.remediation.cooldown),
+            spec.remediation.max_actions_per_hour, now,
+        )  # fmt: skip
+        if wait is None and action is not Action.ANNOTATE and not self.limit.allows(now):
+            wait = Throttle(
+                "OperatorRateLimited",
+                f"the operator's --max-actions-per-hour ({self.limit.per_hour}) is reached",
+                now + HOUR,
+            )
+        if wait is None:
+            return None
+        cond = condition(
+            "Throttled",
+            ConditionStatus.TRUE,
+            wait.reason,
+            f"{wait.message}; next try after {rfc3339(wait.until)}",
+            now,
+        )
+        known = find_condition(plan.current.conditions, "Throttled")
+        if known is not None and known.reason == wait.reason and known.status is ConditionStatus.TRUE:
+            return []
+        await self.store.patch_plan_status(
+            self.namespace, name, {"conditions": with_condition(_conditions(plan.current), cond)}
+        )
+        return [ExecutionNote(name, wait.reason, f"{name}: {cond['message']}")]
 
     async def _build(
         self, plan: RemediationPlan, action: Action, rollout: Mapping[str, Any]
