@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ajan.models import Action, GitOpsManager
+from ajan.models import Action, GitOpsManager, RemediationPlan
 from ajan.services.conditions import with_condition
 from ajan.services.execution import (
     OperatorLimit,
@@ -71,9 +71,26 @@ def test_operator_limit_is_a_sliding_hour() -> None:
     assert limit.allows(NOW + timedelta(minutes=31))
 
 
-def plan(name: str, action: str, executed: datetime | None, mode: str = "auto") -> dict[str, Any]:
-    status = {"executedAt": executed.isoformat().replace("+00:00", "Z")} if executed else {}
-    return {"metadata": {"name": name}, "spec": {"action": action, "mode": mode}, "status": status}
+def plan(
+    name: str,
+    action: str,
+    executed: datetime | None,
+    mode: str = "auto",
+    conditions: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> RemediationPlan:
+    """A plan as the store hands it over: validated from the object the API server returns."""
+    status: dict[str, Any] = {"executedAt": executed.isoformat().replace("+00:00", "Z")} if executed else {}
+    if conditions is not None:
+        status["conditions"] = conditions
+    return RemediationPlan.model_validate({
+        "metadata": {"name": name},
+        "spec": {
+            "policyRef": {"name": "checkout-latency"}, "targetRef": {"name": "checkout"},
+            "action": action, "severity": "warning", "confidence": 0.81, "mode": mode, **spec,
+        },
+        "status": status,
+    })  # fmt: skip
 
 
 def test_history_counts_actions_taken_not_dry_runs() -> None:
@@ -130,14 +147,9 @@ def test_approval_command_is_a_merge_patch_of_the_approval() -> None:
 
 
 def test_summary_text_names_plan_action_target_and_evidence() -> None:
-    text = summary_text("shop", {
-        "metadata": {"name": "checkout-abc-pause"},
-        "spec": {
-            "action": "pause", "severity": "warning", "confidence": 0.81, "mode": "auto",
-            "targetRef": {"name": "checkout"},
-            "evidence": {"anomalies": [{"metric": "latency", "zScore": 6.2}]},
-        },
-    }, "executed")  # fmt: skip
+    anomaly = {"metric": "latency", "value": 0.9, "baseline": 0.2, "zScore": 6.2}
+    proposed = plan("checkout-abc-pause", "pause", None, evidence={"anomalies": [anomaly]})
+    text = summary_text("shop", proposed, "executed")
     assert text == (
         "ajan: plan shop/checkout-abc-pause executed: pause on rollout checkout (warning, confidence 0.81, "
         "mode auto); anomalous: latency z=+6.2"
@@ -145,10 +157,8 @@ def test_summary_text_names_plan_action_target_and_evidence() -> None:
 
 
 def test_needs_revert_only_an_executed_pause_or_abort_marked_false_positive_once() -> None:
-    def executed(action: str, **spec: Any) -> dict[str, Any]:
-        base = plan("a", action, ago(5))
-        base["spec"].update(spec)
-        return base
+    def executed(action: str, **spec: Any) -> RemediationPlan:
+        return plan("a", action, ago(5), **spec)
 
     false_alarm = {"feedback": {"verdict": "false-positive"}}
     assert needs_revert(executed("pause", **false_alarm))
@@ -156,7 +166,11 @@ def test_needs_revert_only_an_executed_pause_or_abort_marked_false_positive_once
     assert not needs_revert(executed("annotate", **false_alarm))
     assert not needs_revert(executed("pause", feedback={"verdict": "true-positive"}))
     assert not needs_revert(executed("pause", mode="dry-run", **false_alarm))
-    assert not needs_revert(plan("a", "pause", None) | {"spec": {"action": "pause", **false_alarm}})
-    done = executed("pause", **false_alarm)
-    done["status"]["conditions"] = [{"type": "Reverted", "status": "True"}]
-    assert not needs_revert(done)
+    assert not needs_revert(plan("a", "pause", None, **false_alarm))
+    reverted = {
+        "type": "Reverted",
+        "status": "True",
+        "reason": "FalsePositive",
+        "lastTransitionTime": ago(1).isoformat(),
+    }
+    assert not needs_revert(executed("pause", conditions=[reverted], **false_alarm))

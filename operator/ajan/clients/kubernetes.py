@@ -7,6 +7,10 @@ those threads and never the event loop that runs every policy's evaluation.
 Patches are JSON merge patches (the status subresource for status), sent with field manager
 ``ajan``. A create that meets 409 AlreadyExists returns the existing object: the operator names its
 plans deterministically, so after a crash "create again" is how it finds the plan it had made.
+
+Plans cross this boundary as :class:`~ajan.models.RemediationPlan`: validated once here, as they are
+read, so the services work with typed fields; a dict exists only in the request that writes one.
+The CRD is generated from the same model, so whatever the API server stored validates.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Final, Literal, TypeVar
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from ajan.models import GROUP, VERSION
+from ajan.models import GROUP, VERSION, RemediationPlan
 
 FIELD_MANAGER: Final = "ajan"
 PLANS: Final = "remediationplans"
@@ -121,7 +125,7 @@ class KubeStore:
         self._pool.shutdown(wait=True)
         self._api.close()
 
-    async def get_plan(self, namespace: str, name: str) -> Object | None:
+    async def get_plan(self, namespace: str, name: str) -> RemediationPlan | None:
         """The plan, or None if it does not exist."""
         try:
             plan: Object = await self._call(
@@ -131,9 +135,9 @@ class KubeStore:
             if err.status == 404:
                 return None
             raise
-        return plan
+        return RemediationPlan.model_validate(plan)
 
-    async def create_plan(self, namespace: str, body: Mapping[str, Any]) -> tuple[Object, bool]:
+    async def create_plan(self, namespace: str, new: RemediationPlan) -> tuple[RemediationPlan, bool]:
         """Create the plan; ``(object, True)``, or ``(existing, False)`` when the name is taken."""
         try:
             plan: Object = await self._call(
@@ -142,19 +146,19 @@ class KubeStore:
                 VERSION,
                 namespace,
                 PLANS,
-                dict(body),
+                new.to_kube(),
                 field_manager=FIELD_MANAGER,
             )
         except ApiException as err:
             if err.status != 409:
                 raise
-            existing = await self.get_plan(namespace, body["metadata"]["name"])
+            existing = await self.get_plan(namespace, new.name)
             if existing is None:  # deleted between the two calls: let the next evaluation retry
                 raise
             return existing, False
-        return plan, True
+        return RemediationPlan.model_validate(plan), True
 
-    async def list_plans(self, namespace: str, selector: str) -> list[Object]:
+    async def list_plans(self, namespace: str, selector: str) -> list[RemediationPlan]:
         """Plans in ``namespace`` matching the label selector, oldest first."""
         result = await self._call(
             self._custom.list_namespaced_custom_object,
@@ -165,11 +169,14 @@ class KubeStore:
             label_selector=selector,
         )
         items: list[Object] = result.get("items", [])
-        return sorted(
+        ordered = sorted(
             items, key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"])
         )
+        return [RemediationPlan.model_validate(item) for item in ordered]
 
-    async def patch_plan_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> Object | None:
+    async def patch_plan_spec(
+        self, namespace: str, name: str, spec: Mapping[str, Any]
+    ) -> RemediationPlan | None:
         """Merge ``spec`` into the plan's spec (a person's feedback); None if the plan is gone."""
         try:
             plan: Object = await self._call(
@@ -186,9 +193,11 @@ class KubeStore:
             if err.status == 404:
                 return None
             raise
-        return plan
+        return RemediationPlan.model_validate(plan)
 
-    async def patch_plan_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Object:
+    async def patch_plan_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> RemediationPlan:
         """Merge ``status`` into the plan's status."""
         plan: Object = await self._call(
             self._custom.patch_namespaced_custom_object_status,
@@ -200,7 +209,7 @@ class KubeStore:
             {"status": dict(status)},
             field_manager=FIELD_MANAGER,
         )
-        return plan
+        return RemediationPlan.model_validate(plan)
 
     async def patch_policy_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         """Merge ``status`` into the policy's status; False if the policy is gone."""

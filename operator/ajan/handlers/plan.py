@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from ajan import logs, metrics
 from ajan.clients.feedback_store import FeedbackUnavailableError
-from ajan.models import GROUP, VERSION, Feedback, PlanPhase
+from ajan.models import GROUP, VERSION, Feedback, PlanPhase, RemediationPlan
 from ajan.services.execution import needs_revert
 from ajan.services.feedback import merge_shifts, plan_shifts, record_of
 from ajan.services.reconcile import Runtime
@@ -44,6 +44,16 @@ def _verdict_key(body: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _reverts(body: Mapping[str, Any]) -> bool:
+    """Whether the plan ``body`` (kopf's raw object) has an action to revert. A body the model
+    refuses is one the CRD's schema would have refused too: nothing ajan could act on."""
+    try:
+        plan = RemediationPlan.model_validate(dict(body))
+    except ValidationError:
+        return False
+    return needs_revert(plan)
+
+
 def _awaits_ajan(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     """Whether this event asks something of ajan: a verdict it has not stored, an approval of a
     plan still waiting, or a false positive to revert. Every other event (the operator's own status
@@ -60,7 +70,7 @@ def _awaits_ajan(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
             return False  # the schema stops such a verdict; nothing to store
     phase = (body.get("status") or {}).get("phase")
     approved = spec.get("approval") is not None and phase in (None, PlanPhase.PROPOSED.value)
-    return approved or needs_revert(body)
+    return approved or _reverts(body)
 
 
 @kopf.on.event(GROUP, VERSION, "remediationplans", when=_awaits_ajan)
@@ -81,7 +91,7 @@ async def person_decided(
             await _store_verdict(runtime, body, logger)
     phase = (body.get("status") or {}).get("phase")
     approved = spec.get("approval") is not None and phase in (None, PlanPhase.PROPOSED.value)
-    if approved or needs_revert(body):
+    if approved or _reverts(body):
         runtime.wake(namespace, spec["policyRef"]["name"])
 
 

@@ -9,8 +9,9 @@ mode) and ``spec.feedback`` (was the alarm right?); the operator writes the stat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, Field, StrictBool, StrictFloat, StrictStr, StringConstraints
 
@@ -126,6 +127,11 @@ class Drift(KubeModel):
     """Two-sample Kolmogorov-Smirnov p-value, in [0, 1]."""
 
 
+#: The most metrics a plan's ``status.peakShifts`` lists (the CRD's maxItems, and where a longer list
+#: is cut: :func:`peak_shifts_of`).
+MAX_PEAK_SHIFTS: Final = 50
+
+
 class MetricShift(KubeModel):
     """How far a metric moved from its baseline."""
 
@@ -134,6 +140,13 @@ class MetricShift(KubeModel):
 
     shift: Annotated[StrictFloat, Field(ge=0.0)]
     """|value - baseline|, in the metric's unit."""
+
+
+def peak_shifts_of(peaks: Mapping[str, float]) -> list[MetricShift]:
+    """``status.peakShifts`` for the largest shift of each metric: by metric name, rounded to 9 digits
+    (the noise of float sums is not a change worth a write), cut to :data:`MAX_PEAK_SHIFTS`."""
+    ordered = sorted(peaks.items())[:MAX_PEAK_SHIFTS]
+    return [MetricShift(metric=metric, shift=round(float(shift), 9)) for metric, shift in ordered]
 
 
 class SeverityEstimate(KubeModel):
@@ -315,7 +328,7 @@ class RemediationPlanStatus(KubeModel):
     latest_evidence: Evidence | None = None
     """The evidence as it grew after the plan was proposed (spec.evidence stays as proposed)."""
 
-    peak_shifts: list[MetricShift] = Field(default_factory=list, max_length=50)
+    peak_shifts: list[MetricShift] = Field(default_factory=list, max_length=MAX_PEAK_SHIFTS)
     """How far each anomalous metric moved from its baseline at most while this plan was current:
     how strong the alarm was, which operators' verdicts are compared by."""
 
@@ -328,3 +341,13 @@ class RemediationPlan(KubeModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: RemediationPlanSpec
     status: RemediationPlanStatus | None = None
+
+    @property
+    def name(self) -> str:
+        """``metadata.name`` (every plan read from the API server has one)."""
+        return str(self.metadata["name"])
+
+    @property
+    def current(self) -> RemediationPlanStatus:
+        """The status, or an empty one while the operator has not written any yet."""
+        return self.status if self.status is not None else RemediationPlanStatus()

@@ -35,7 +35,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 from kubernetes.client.rest import ApiException
@@ -50,6 +50,10 @@ from ajan.models import (
     GitOpsManager,
     PlanPhase,
     RemediationMode,
+    RemediationPlan,
+    RemediationPlanStatus,
+    Verdict,
+    find_condition,
     parse_duration,
 )
 from ajan.models.common import rfc3339
@@ -57,9 +61,7 @@ from ajan.services.conditions import condition, settle_transient, with_condition
 from ajan.services.incident import ACTION_RANK
 
 #: Plans the executor still has to move on.
-PENDING: Final = frozenset(
-    {None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value, PlanPhase.EXECUTING.value}
-)
+PENDING: Final = frozenset({None, PlanPhase.PROPOSED, PlanPhase.APPROVED, PlanPhase.EXECUTING})
 HOUR: Final = timedelta(hours=1)
 #: Argo CD marks what it syncs with a tracking label (default) or annotation; Flux with its owner labels.
 ARGOCD_LABEL: Final = "app.kubernetes.io/instance"
@@ -67,8 +69,18 @@ ARGOCD_ANNOTATION: Final = "argocd.argoproj.io/tracking-id"
 FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
 
 
-def _parse(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+class PlanStore(Protocol):
+    """Where the executor writes a plan's status (:class:`ajan.clients.kubernetes.KubeStore`)."""
+
+    async def patch_plan_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> RemediationPlan: ...
+
+
+def _conditions(status: RemediationPlanStatus) -> list[dict[str, Any]]:
+    """The status's conditions as the helpers of :mod:`ajan.services.conditions` update them for a
+    patch: a merge patch replaces the whole list, so the ones kept are written again."""
+    return [c.to_kube() for c in status.conditions]
 
 
 # --- pure decisions -------------------------------------------------------------------------------
@@ -160,27 +172,26 @@ def gitops_of(rollout: Mapping[str, Any]) -> GitOps | None:
     return None
 
 
-def needs_revert(plan: Mapping[str, Any]) -> bool:
+def needs_revert(plan: RemediationPlan) -> bool:
     """An executed pause or abort that a person marked a false positive, and not yet undone."""
-    spec, status = plan.get("spec") or {}, plan.get("status") or {}
-    return bool(
-        (spec.get("feedback") or {}).get("verdict") == "false-positive"
-        and status.get("executedAt")
-        and spec.get("mode") != RemediationMode.DRY_RUN.value
-        and spec.get("action") in (Action.PAUSE.value, Action.ABORT.value)
-        and not any(c.get("type") == "Reverted" for c in status.get("conditions") or [])
+    spec, status = plan.spec, plan.current
+    return (
+        spec.feedback is not None
+        and spec.feedback.verdict is Verdict.FALSE_POSITIVE
+        and status.executed_at is not None
+        and spec.mode is not RemediationMode.DRY_RUN
+        and spec.action in (Action.PAUSE, Action.ABORT)
+        and find_condition(status.conditions, "Reverted") is None
     )
 
 
-def history_of(plans: Sequence[Mapping[str, Any]]) -> list[Taken]:
+def history_of(plans: Sequence[RemediationPlan]) -> list[Taken]:
     """The actions the plans record as taken (dry-run plans took none)."""
     taken = []
     for plan in plans:
-        status = plan.get("status") or {}
-        at = _parse(status.get("executedAt"))
-        spec = plan.get("spec") or {}
-        if at is not None and spec.get("mode") != RemediationMode.DRY_RUN.value:
-            taken.append(Taken(at, Action(spec["action"])))
+        at = plan.current.executed_at
+        if at is not None and plan.spec.mode is not RemediationMode.DRY_RUN:
+            taken.append(Taken(at, plan.spec.action))
     return taken
 
 
@@ -238,7 +249,7 @@ class Executor:
     def __init__(
         self,
         client: rollouts.RolloutClient,
-        store: Any,
+        store: PlanStore,
         limit: OperatorLimit,
         http: httpx.AsyncClient | None,
         namespace: str,
@@ -254,30 +265,33 @@ class Executor:
         self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("ajan.execution")
 
     async def progress(
-        self, spec: CorrelationPolicySpec, plans: Sequence[Mapping[str, Any]], now: datetime
+        self, spec: CorrelationPolicySpec, plans: Sequence[RemediationPlan], now: datetime
     ) -> list[ExecutionNote]:
-        """Move every pending plan of the policy on by one step (or to its end)."""
+        """Move every pending plan of the policy on by one step (or to its end).
+
+        Each plan's ``status`` is replaced by what the API server answered to each write (see
+        :meth:`_set`), so the caller's plans show where this call left them.
+        """
         notes: list[ExecutionNote] = []
         history = history_of(plans)
         for plan in plans:
-            phase = (plan.get("status") or {}).get("phase")
-            if phase not in PENDING:
+            if plan.current.phase not in PENDING:
                 continue
             # `history` grows with each action taken, so the limits hold within one call too.
-            with logs.bind(plan=plan["metadata"]["name"]):
+            with logs.bind(plan=plan.name):
                 notes += await self._progress_one(spec, plan, history, now)
         for plan in plans:
             if needs_revert(plan):
-                with logs.bind(plan=plan["metadata"]["name"]):
+                with logs.bind(plan=plan.name):
                     notes += await self._revert(plan, now)
         return notes
 
-    async def _revert(self, plan: Mapping[str, Any], now: datetime) -> list[ExecutionNote]:
+    async def _revert(self, plan: RemediationPlan, now: datetime) -> list[ExecutionNote]:
         """A person said the alarm was false: undo ajan's action (unpause after a pause, retry after an
         abort, as `kubectl argo rollouts` does). Once: a Reverted condition records it."""
-        name = plan["metadata"]["name"]
-        target = plan["spec"]["targetRef"]["name"]
-        action = Action(plan["spec"]["action"])
+        name = plan.name
+        target = plan.spec.target_ref.name
+        action = plan.spec.action
         try:
             rollout = await self.client.get(self.namespace, target)
             # Undo what ajan did and nothing more: its spec.paused (a canary step's own pause stays,
@@ -292,13 +306,12 @@ class Executor:
             return []
         verb = "unpause" if action is Action.PAUSE else "retry"
         text = "; ".join(p.render() for p in sent) or "nothing: the Rollout already went on"
-        status = plan.get("status") or {}
         reverted = condition(
             "Reverted", ConditionStatus.TRUE, "FalsePositive",
             f"false positive per spec.feedback: {verb} sent: {text}", now,
         )  # fmt: skip
         await self.store.patch_plan_status(
-            self.namespace, name, {"conditions": with_condition(status.get("conditions") or [], reverted)}
+            self.namespace, name, {"conditions": with_condition(_conditions(plan.current), reverted)}
         )
         message = f"{verb} after plan {name} was marked a false positive"
         return [ExecutionNote(name, "Reverted", message, rollout=after)]
@@ -306,21 +319,18 @@ class Executor:
     async def _progress_one(
         self,
         spec: CorrelationPolicySpec,
-        plan: Mapping[str, Any],
+        plan: RemediationPlan,
         history: list[Taken],
         now: datetime,
     ) -> list[ExecutionNote]:
-        name = plan["metadata"]["name"]
-        pspec = plan["spec"]
-        status = dict(plan.get("status") or {})
-        phase = status.get("phase")
-        mode = RemediationMode(pspec.get("mode", RemediationMode.DRY_RUN.value))
-        waits = mode is RemediationMode.APPROVE and pspec["action"] != Action.ANNOTATE.value
-        if phase in (None, PlanPhase.PROPOSED.value) and waits:
-            approval = pspec.get("approval")
+        name = plan.name
+        mode = plan.spec.mode
+        waits = mode is RemediationMode.APPROVE and plan.spec.action is not Action.ANNOTATE
+        if plan.current.phase in (None, PlanPhase.PROPOSED) and waits:
+            approval = plan.spec.approval
             if approval is None:
                 return await self._await_approval(plan, spec, now)
-            if not approval.get("approved"):
+            if not approval.approved:
                 await self._set(
                     plan,
                     PlanPhase.REJECTED,
@@ -329,34 +339,33 @@ class Executor:
                         "Rejected",
                         ConditionStatus.TRUE,
                         "Rejected",
-                        f"rejected by {approval.get('by')}",
+                        f"rejected by {approval.by}",
                         now,
                     ),
                     resolved=True,
                 )
-                return [ExecutionNote(name, "PlanRejected", f"{name}: rejected by {approval.get('by')}")]
+                return [ExecutionNote(name, "PlanRejected", f"{name}: rejected by {approval.by}")]
             await self._set(
                 plan,
                 PlanPhase.APPROVED,
                 now,
-                condition(
-                    "Approved", ConditionStatus.TRUE, "Approved", f"approved by {approval.get('by')}", now
-                ),
+                condition("Approved", ConditionStatus.TRUE, "Approved", f"approved by {approval.by}", now),
             )
-        attributes = {"action": plan["spec"]["action"], "dry_run": mode is RemediationMode.DRY_RUN}
-        with tracing.span("ajan.act", plan=plan["metadata"]["name"], **attributes) as span:
+        attributes = {"action": plan.spec.action.value, "dry_run": mode is RemediationMode.DRY_RUN}
+        with tracing.span("ajan.act", plan=name, **attributes) as span:
             notes = await self._execute(spec, plan, mode, history, now)
-            span.set_attribute("phase", str((plan.get("status") or {}).get("phase")))
+            phase = plan.current.phase
+            span.set_attribute("phase", str(phase.value if phase is not None else None))
             return notes
 
     async def _await_approval(
-        self, plan: Mapping[str, Any], spec: CorrelationPolicySpec, now: datetime
+        self, plan: RemediationPlan, spec: CorrelationPolicySpec, now: datetime
     ) -> list[ExecutionNote]:
-        name = plan["metadata"]["name"]
-        status = plan.get("status") or {}
-        expires = _parse(status.get("expiresAt"))
+        name = plan.name
+        status = plan.current
+        expires = status.expires_at
         if expires is None:
-            proposed = _parse(status.get("proposedAt")) or now
+            proposed = status.proposed_at or now
             expires = proposed + parse_duration(spec.remediation.approval_timeout)
             waiting = condition(
                 "AwaitingApproval", ConditionStatus.TRUE, "AwaitingApproval",
@@ -364,7 +373,7 @@ class Executor:
             )  # fmt: skip
             await self.store.patch_plan_status(self.namespace, name, {
                 "expiresAt": rfc3339(expires),
-                "conditions": with_condition(status.get("conditions") or [], waiting),
+                "conditions": with_condition(_conditions(status), waiting),
             })  # fmt: skip
             return [
                 ExecutionNote(name, "AwaitingApproval", f"{name} waits for approval until {rfc3339(expires)}")
@@ -379,7 +388,7 @@ class Executor:
 
     async def _set(
         self,
-        plan: Mapping[str, Any],
+        plan: RemediationPlan,
         phase: PlanPhase,
         now: datetime,
         cond: Mapping[str, Any],
@@ -387,32 +396,30 @@ class Executor:
         resolved: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        status = dict(plan.get("status") or {})
-        conditions = settle_transient(with_condition(status.get("conditions") or [], cond), phase, now)
+        before = plan.current.phase
+        conditions = settle_transient(with_condition(_conditions(plan.current), cond), phase, now)
         patch: dict[str, Any] = {"phase": phase.value, "conditions": conditions, **(extra or {})}
         if resolved:
             patch["resolvedAt"] = rfc3339(now)
-        updated = await self.store.patch_plan_status(self.namespace, plan["metadata"]["name"], patch)
-        if status.get("phase") != phase.value:
-            metrics.plan_entered(plan["spec"]["action"], phase.value)
-            self.log.debug("plan %s: %s -> %s", plan["metadata"]["name"], status.get("phase"), phase.value)
-        # Later steps of the same call see what was just written.
-        if isinstance(plan, dict) and isinstance(updated, dict) and "status" in updated:
-            plan["status"] = updated["status"]
+        updated = await self.store.patch_plan_status(self.namespace, plan.name, patch)
+        if before is not phase:
+            metrics.plan_entered(plan.spec.action.value, phase.value)
+            self.log.debug("plan %s: %s -> %s", plan.name, before, phase.value)
+        # In place: later steps of the same call (and the caller's list) see what was just written.
+        plan.status = updated.status
 
     async def _execute(
         self,
         spec: CorrelationPolicySpec,
-        plan: Mapping[str, Any],
+        plan: RemediationPlan,
         mode: RemediationMode,
         history: list[Taken],
         now: datetime,
     ) -> list[ExecutionNote]:
-        name = plan["metadata"]["name"]
-        pspec = plan["spec"]
-        action = Action(pspec["action"])
-        target = pspec["targetRef"]["name"]
-        executing = (plan.get("status") or {}).get("phase") == PlanPhase.EXECUTING.value
+        name = plan.name
+        action = plan.spec.action
+        target = plan.spec.target_ref.name
+        executing = plan.current.phase is PlanPhase.EXECUTING
         if target != spec.target_ref.name:
             # Never touch a Rollout the policy does not name (a plan edited, or the policy retargeted).
             await self._fail(
@@ -445,36 +452,9 @@ class Executor:
             return [ExecutionNote(name, "DryRun", f"{name}: would send {shown}")]
 
         if not executing:
-            wait = throttle(
-                action, history, parse_duration(spec.remediation.cooldown),
-                spec.remediation.max_actions_per_hour, now,
-            )  # fmt: skip
-            if wait is None and action is not Action.ANNOTATE and not self.limit.allows(now):
-                wait = Throttle(
-                    "OperatorRateLimited",
-                    f"the operator's --max-actions-per-hour ({self.limit.per_hour}) is reached",
-                    now + HOUR,
-                )
-            if wait is not None:
-                cond = condition(
-                    "Throttled",
-                    ConditionStatus.TRUE,
-                    wait.reason,
-                    f"{wait.message}; next try after {rfc3339(wait.until)}",
-                    now,
-                )
-                status = plan.get("status") or {}
-                known = next(
-                    (c for c in status.get("conditions") or [] if c.get("type") == "Throttled"), None
-                )
-                if known is None or known.get("reason") != wait.reason or known.get("status") != "True":
-                    await self.store.patch_plan_status(
-                        self.namespace,
-                        name,
-                        {"conditions": with_condition(status.get("conditions") or [], cond)},
-                    )
-                    return [ExecutionNote(name, wait.reason, f"{name}: {cond['message']}")]
-                return []
+            held = await self._hold(spec, plan, history, now)
+            if held is not None:
+                return held
             # The intent, before anything is sent: after a crash from here on, the plan says what to finish.
             await self._set(
                 plan,
@@ -511,17 +491,48 @@ class Executor:
         metrics.ACTIONS.labels(action=action.value).inc()
         history.append(Taken(now, action))
         await self._notify(spec, plan, "executed")
-        message = f"{action.value} by plan {name} (confidence {float(pspec['confidence']):.2f})"
+        message = f"{action.value} by plan {name} (confidence {plan.spec.confidence:.2f})"
         return [ExecutionNote(name, f"Action{action.value.capitalize()}", message, rollout=after)]
 
+    async def _hold(
+        self, spec: CorrelationPolicySpec, plan: RemediationPlan, history: list[Taken], now: datetime
+    ) -> list[ExecutionNote] | None:
+        """None when the plan's action may be sent now; else the notes of holding it back. The
+        Throttled condition is written when the reason is new, not again at every evaluation."""
+        name, action = plan.name, plan.spec.action
+        wait = throttle(
+            action, history, parse_duration(spec.remediation.cooldown),
+            spec.remediation.max_actions_per_hour, now,
+        )  # fmt: skip
+        if wait is None and action is not Action.ANNOTATE and not self.limit.allows(now):
+            wait = Throttle(
+                "OperatorRateLimited",
+                f"the operator's --max-actions-per-hour ({self.limit.per_hour}) is reached",
+                now + HOUR,
+            )
+        if wait is None:
+            return None
+        cond = condition(
+            "Throttled",
+            ConditionStatus.TRUE,
+            wait.reason,
+            f"{wait.message}; next try after {rfc3339(wait.until)}",
+            now,
+        )
+        known = find_condition(plan.current.conditions, "Throttled")
+        if known is not None and known.reason == wait.reason and known.status is ConditionStatus.TRUE:
+            return []
+        await self.store.patch_plan_status(
+            self.namespace, name, {"conditions": with_condition(_conditions(plan.current), cond)}
+        )
+        return [ExecutionNote(name, wait.reason, f"{name}: {cond['message']}")]
+
     async def _build(
-        self, plan: Mapping[str, Any], action: Action, rollout: Mapping[str, Any]
+        self, plan: RemediationPlan, action: Action, rollout: Mapping[str, Any]
     ) -> tuple[rollouts.RolloutPatch, ...]:
         """The patches of the plan's action, in sending order: the plugin's patch (none for a
         rollback already in place), then ajan's annotations naming this plan."""
-        name = plan["metadata"]["name"]
-        confidence = float(plan["spec"]["confidence"])
-        label = rollouts.annotate(name, action.value, confidence)
+        label = rollouts.annotate(plan.name, action.value, plan.spec.confidence)
         if action is Action.PAUSE:
             return rollouts.pause(), label
         if action is Action.ABORT:
@@ -532,8 +543,8 @@ class Executor:
             return (undo, label) if undo is not None else (label,)
         return (label,)
 
-    async def _fail(self, plan: Mapping[str, Any], now: datetime, reason: str, message: str) -> None:
-        self.log.warning("plan %s failed (%s): %s", plan["metadata"]["name"], reason, message)
+    async def _fail(self, plan: RemediationPlan, now: datetime, reason: str, message: str) -> None:
+        self.log.warning("plan %s failed (%s): %s", plan.name, reason, message)
         await self._set(
             plan,
             PlanPhase.FAILED,
@@ -543,9 +554,9 @@ class Executor:
         )
 
     async def _api_error(
-        self, plan: Mapping[str, Any], now: datetime, err: ApiException, doing: str
+        self, plan: RemediationPlan, now: datetime, err: ApiException, doing: str
     ) -> list[ExecutionNote]:
-        name = plan["metadata"]["name"]
+        name = plan.name
         reason = {403: "Forbidden", 404: "RolloutNotFound", 422: "Invalid"}.get(err.status or 0)
         message = f"{doing} the Rollout: HTTP {err.status} {err.reason}: {(err.body or '')[:500]}"
         if reason is not None:  # will not get better by itself
@@ -555,23 +566,20 @@ class Executor:
         self.log.warning("plan %s: %s; retrying at the next evaluation", name, message)
         return []
 
-    async def _notify(self, spec: CorrelationPolicySpec, plan: Mapping[str, Any], what: str) -> None:
+    async def _notify(self, spec: CorrelationPolicySpec, plan: RemediationPlan, what: str) -> None:
         if spec.notification is None or self.http is None:
             return
         await notify(self.http, spec.notification.webhook_url, self.namespace, plan, what, self.log)
 
 
-def summary_text(namespace: str, plan: Mapping[str, Any], what: str) -> str:
+def summary_text(namespace: str, plan: RemediationPlan, what: str) -> str:
     """One line for a person: which plan, what happened, on what, how sure."""
-    spec = plan["spec"]
-    top = ", ".join(
-        f"{a['metric']} z={float(a['zScore']):+.1f}"
-        for a in (spec.get("evidence") or {}).get("anomalies", [])[:3]
-    )
+    spec = plan.spec
+    top = ", ".join(f"{a.metric} z={a.z_score:+.1f}" for a in spec.evidence.anomalies[:3])
     return (
-        f"ajan: plan {namespace}/{plan['metadata']['name']} {what}: {spec['action']} on rollout "
-        f"{spec['targetRef']['name']} ({spec['severity']}, confidence {float(spec['confidence']):.2f}, "
-        f"mode {spec.get('mode', 'dry-run')})" + (f"; anomalous: {top}" if top else "")
+        f"ajan: plan {namespace}/{plan.name} {what}: {spec.action.value} on rollout "
+        f"{spec.target_ref.name} ({spec.severity.value}, confidence {spec.confidence:.2f}, "
+        f"mode {spec.mode.value})" + (f"; anomalous: {top}" if top else "")
     )
 
 
@@ -579,24 +587,24 @@ async def notify(
     http: httpx.AsyncClient,
     url: str,
     namespace: str,
-    plan: Mapping[str, Any],
+    plan: RemediationPlan,
     what: str,
     log: logging.Logger | logging.LoggerAdapter[Any],
 ) -> bool:
     """POST a plan's summary to a webhook (Slack-compatible ``text``); never raises, True if accepted."""
-    spec = plan["spec"]
+    spec, phase = plan.spec, plan.current.phase
     body = {
         "text": summary_text(namespace, plan, what),
         "event": what,
-        "plan": plan["metadata"]["name"],
+        "plan": plan.name,
         "namespace": namespace,
-        "policy": spec["policyRef"]["name"],
-        "target": spec["targetRef"]["name"],
-        "action": spec["action"],
-        "severity": spec["severity"],
-        "confidence": spec["confidence"],
-        "mode": spec.get("mode"),
-        "phase": (plan.get("status") or {}).get("phase"),
+        "policy": spec.policy_ref.name,
+        "target": spec.target_ref.name,
+        "action": spec.action.value,
+        "severity": spec.severity.value,
+        "confidence": spec.confidence,
+        "mode": spec.mode.value,
+        "phase": phase.value if phase is not None else None,
     }
     try:
         response = await http.post(url, json=body, timeout=5.0)

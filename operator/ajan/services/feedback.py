@@ -179,7 +179,8 @@ async def submit_feedback(
     plan = await kube.get_plan(namespace, plan_name)
     if plan is None:
         raise PlanNotFoundError(f"remediationplan {namespace}/{plan_name} not found")
-    record = record_of(plan, verdict, at, by, comment)
+    # record_of reads raw objects: kopf hands the plan handler those; here the model goes back to one.
+    record = record_of(plan.to_kube(), verdict, at, by, comment)
     await store.record(record)
     feedback: dict[str, Any] = {"verdict": verdict.value, "at": rfc3339(at)}
     if by is not None:

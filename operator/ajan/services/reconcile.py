@@ -50,16 +50,22 @@ from ajan.models import (
     ConditionStatus,
     CorrelationPolicySpec,
     DegradedReason,
+    Evidence,
     GitOps,
     Incident,
     LadderStep,
     PlanPhase,
     PolicyConditionType,
+    PolicyRef,
+    RemediationPlan,
+    RemediationPlanSpec,
+    RemediationPlanStatus,
     Severity,
     find_condition,
     parse_duration,
 )
 from ajan.models.common import rfc3339, validation_message
+from ajan.models.plan import peak_shifts_of
 from ajan.services.assessment import Assessment, FloatArray
 from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
@@ -77,8 +83,8 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 #: Retry delay when the spec cannot even say how often to evaluate.
 INVALID_SPEC_RETRY_S: Final = 60.0
 #: Plan phases an incident may still move: superseded on escalation, resolved on recovery.
-WAITING: Final = frozenset({None, PlanPhase.PROPOSED.value, PlanPhase.APPROVED.value})
-RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED.value, PlanPhase.DRY_RUN.value}
+WAITING: Final = frozenset({None, PlanPhase.PROPOSED, PlanPhase.APPROVED})
+RESOLVABLE: Final = WAITING | {PlanPhase.EXECUTED, PlanPhase.DRY_RUN}
 #: A plan's peakShifts are rewritten when a metric moved this many times further than recorded.
 PEAK_STEP: Final = 1.1
 #: A plan's evidence is rewritten when the confidence moves by a step of this size (or the set of
@@ -230,8 +236,58 @@ def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
     return next((s.severity for s in ladder if s.action is action), Severity.WARNING)
 
 
-def _peak_list(peaks: Mapping[str, float]) -> list[dict[str, Any]]:
-    return [{"metric": m, "shift": round(float(v), 9)} for m, v in sorted(peaks.items())][:50]
+def new_plan(
+    namespace: str,
+    policy: str,
+    policy_uid: str | None,
+    spec: CorrelationPolicySpec,
+    incident: Incident,
+    severity: Severity,
+    confidence: float,
+    evidence: Evidence,
+    gitops: GitOps | None,
+) -> RemediationPlan:
+    """The incident's current plan as the policy ``policy`` (uid ``policy_uid``) proposes it.
+
+    ``spec.evidence`` holds the evidence as the assessment saw it (its lists already within the
+    model's bounds); ``status`` is left out: it is written after the create, through the subresource.
+    """
+    return RemediationPlan(
+        metadata={
+            "name": incident.plan,
+            "namespace": namespace,
+            "labels": {
+                LABEL_POLICY: policy_label(policy),
+                LABEL_INCIDENT: incident.id,
+                LABEL_MANAGED_BY: "ajan",
+            },
+            # Deleting the policy collects its plans; no blockOwnerDeletion (it needs more RBAC).
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "CorrelationPolicy",
+                    "name": policy,
+                    "uid": policy_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        spec=RemediationPlanSpec(
+            policy_ref=PolicyRef(name=policy),
+            target_ref=spec.target_ref,
+            action=incident.action,
+            severity=severity,
+            confidence=round(confidence, 4),
+            evidence=evidence,
+            mode=spec.remediation.mode,
+            git_ops=gitops,
+        ),
+    )
+
+
+def _patch(status: RemediationPlanStatus) -> dict[str, Any]:
+    """The fields of ``status`` that were set, as a merge patch writes them (in the model's order)."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _signature(names: list[str], confidence: float) -> tuple[tuple[str, ...], int]:
@@ -493,23 +549,26 @@ class PolicyEvaluator:
         selector = f"{LABEL_POLICY}={policy_label(self.name)}"
         plans = [
             p for p in await self.runtime.kube.list_plans(self.namespace, selector)
-            if p["spec"]["policyRef"]["name"] == self.name
+            if p.spec.policy_ref.name == self.name
         ]  # fmt: skip
         for note in await self.executor.progress(spec, plans, now):
             await self._post(note, plans)
 
-    async def _post(self, note: ExecutionNote, plans: list[dict[str, Any]]) -> None:
+    async def _post(self, note: ExecutionNote, plans: list[RemediationPlan]) -> None:
         """An execution's Event on its plan, and on the Rollout for an action taken."""
         client = self.runtime.rollouts
         assert client is not None
         kind = "Warning" if note.warning else "Normal"
-        plan = next((p for p in plans if p["metadata"]["name"] == note.plan), None)
-        for obj in (plan, note.rollout):
-            if obj is None:
-                continue
-            meta = obj["metadata"]
+        plan = next((p for p in plans if p.name == note.plan), None)
+        # The plan is a model, the Rollout (not ajan's resource) a raw object: both as the Event's
+        # involvedObject.
+        objects = [] if plan is None else [(plan.api_version, plan.kind, plan.metadata)]
+        if note.rollout is not None:
+            rollout = note.rollout
+            objects.append((rollout["apiVersion"], rollout["kind"], rollout["metadata"]))
+        for api_version, obj_kind, meta in objects:
             ref = {
-                "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                "apiVersion": api_version, "kind": obj_kind, "name": meta["name"],
                 "namespace": self.namespace, "uid": meta.get("uid"),
             }  # fmt: skip
             try:
@@ -596,50 +655,6 @@ class PolicyEvaluator:
             notes += await self._resolve(self.incident, now, spec.remediation.recovery_evaluations)
         return decision, notes
 
-    def _plan_body(
-        self,
-        body: Mapping[str, Any],
-        spec: CorrelationPolicySpec,
-        incident: Incident,
-        severity: Severity,
-        assessment: Assessment,
-        gitops: GitOps | None,
-    ) -> dict[str, Any]:
-        meta = body.get("metadata", {})
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "RemediationPlan",
-            "metadata": {
-                "name": incident.plan,
-                "namespace": self.namespace,
-                "labels": {
-                    LABEL_POLICY: policy_label(self.name),
-                    LABEL_INCIDENT: incident.id,
-                    LABEL_MANAGED_BY: "ajan",
-                },
-                # Deleting the policy collects its plans; no blockOwnerDeletion (it needs more RBAC).
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": "CorrelationPolicy",
-                        "name": self.name,
-                        "uid": meta.get("uid"),
-                        "controller": True,
-                    }
-                ],
-            },
-            "spec": {
-                "policyRef": {"name": self.name},
-                "targetRef": spec.target_ref.to_kube(),
-                "action": incident.action.value,
-                "severity": severity.value,
-                "confidence": round(assessment.confidence, 4),
-                "evidence": assessment.evidence.to_kube(),
-                "mode": spec.remediation.mode.value,
-                **({"gitOps": gitops.to_kube()} if gitops is not None else {}),
-            },
-        }
-
     async def _ensure_plan(
         self,
         body: Mapping[str, Any],
@@ -657,28 +672,30 @@ class PolicyEvaluator:
         plan = await kube.get_plan(self.namespace, incident.plan)
         created = False
         if plan is None:
-            plan, created = await kube.create_plan(
-                self.namespace, self._plan_body(body, spec, incident, severity, assessment, gitops)
+            uid = (body.get("metadata") or {}).get("uid")
+            proposal = new_plan(
+                self.namespace, self.name, uid, spec, incident, severity,
+                assessment.confidence, assessment.evidence, gitops,
+            )  # fmt: skip
+            plan, created = await kube.create_plan(self.namespace, proposal)
+        status = plan.current
+        if status.phase is None:
+            confidence = round(assessment.confidence, 4)
+            status = RemediationPlanStatus(
+                phase=PlanPhase.PROPOSED,
+                proposed_at=now,
+                confidence=confidence,
+                peak_confidence=confidence,
+                last_evaluation_time=now,
+                peak_shifts=peak_shifts_of(assessment_shifts(assessment)),
             )
-        status = plan.get("status") or {}
-        if not status.get("phase"):
-            peaks = assessment_shifts(assessment)
-            status = {
-                "phase": PlanPhase.PROPOSED.value,
-                "proposedAt": rfc3339(now),
-                "confidence": round(assessment.confidence, 4),
-                "peakConfidence": round(assessment.confidence, 4),
-                "lastEvaluationTime": rfc3339(now),
-                "peakShifts": _peak_list(peaks),
-            }
-            await kube.patch_plan_status(self.namespace, incident.plan, status)
-            metrics.plan_entered(plan["spec"]["action"], PlanPhase.PROPOSED.value)
-        self._peaks[incident.plan] = plan_shifts({"status": status})
-        anomalous = [
-            a["metric"]
-            for a in (status.get("latestEvidence") or plan["spec"]["evidence"]).get("anomalies", [])
-        ]
-        self._plans[incident.plan] = _signature(anomalous, float(status.get("confidence", 0.0)))
+            # Only the fields set here: a merge patch must not clear what another writer added.
+            await kube.patch_plan_status(self.namespace, incident.plan, _patch(status))
+            metrics.plan_entered(plan.spec.action.value, PlanPhase.PROPOSED.value)
+        self._peaks[incident.plan] = plan_shifts({"status": status.to_kube()})
+        evidence = status.latest_evidence if status.latest_evidence is not None else plan.spec.evidence
+        anomalous = [a.metric for a in evidence.anomalies]
+        self._plans[incident.plan] = _signature(anomalous, status.confidence or 0.0)
         return created
 
     async def _refresh(self, incident: Incident, assessment: Assessment, now: datetime) -> None:
@@ -697,12 +714,12 @@ class PolicyEvaluator:
             "latestEvidence": assessment.evidence.to_kube(),
         }
         if stronger:
-            patch["peakShifts"] = _peak_list(grown)
+            patch["peakShifts"] = [shift.to_kube() for shift in peak_shifts_of(grown)]
         await self.runtime.kube.patch_plan_status(self.namespace, incident.plan, patch)
         self._plans[incident.plan] = signature
         self._peaks[incident.plan] = grown
 
-    async def _incident_plans(self, incident: Incident) -> list[dict[str, Any]]:
+    async def _incident_plans(self, incident: Incident) -> list[RemediationPlan]:
         selector = f"{LABEL_POLICY}={policy_label(self.name)},{LABEL_INCIDENT}={incident.id}"
         return await self.runtime.kube.list_plans(self.namespace, selector)
 
@@ -713,12 +730,11 @@ class PolicyEvaluator:
             return []
         notes = []
         for plan in await self._incident_plans(incident):
-            name = plan["metadata"]["name"]
-            phase = (plan.get("status") or {}).get("phase")
-            if name == incident.plan or phase not in WAITING:
+            name = plan.name
+            if name == incident.plan or plan.current.phase not in WAITING:
                 continue
             condition = set_condition(
-                list((plan.get("status") or {}).get("conditions") or []),
+                [c.to_kube() for c in plan.current.conditions],
                 "Superseded",
                 ConditionStatus.TRUE,
                 "Escalated",
@@ -732,10 +748,10 @@ class PolicyEvaluator:
         return notes
 
     async def _settle_plan(
-        self, plan: Mapping[str, Any], phase: PlanPhase, conditions: list[dict[str, Any]], now: datetime
+        self, plan: RemediationPlan, phase: PlanPhase, conditions: list[dict[str, Any]], now: datetime
     ) -> None:
         """Write a plan's last phase (Superseded or Resolved) and when, and count the transition."""
-        name = plan["metadata"]["name"]
+        name = plan.name
         conditions = settle_transient(conditions, phase, now)
         with logs.bind(plan=name):
             await self.runtime.kube.patch_plan_status(
@@ -743,18 +759,17 @@ class PolicyEvaluator:
                 name,
                 {"phase": phase.value, "resolvedAt": rfc3339(now), "conditions": conditions},
             )
-        metrics.plan_entered(plan["spec"]["action"], phase.value)
+        metrics.plan_entered(plan.spec.action.value, phase.value)
 
     async def _resolve(self, incident: Incident, now: datetime, evaluations: int) -> list[Note]:
         """The metrics recovered: resolve every plan of the incident that is not settled otherwise."""
         notes = []
         for plan in await self._incident_plans(incident):
-            name = plan["metadata"]["name"]
-            status = plan.get("status") or {}
-            if status.get("phase") not in RESOLVABLE:
+            name = plan.name
+            if plan.current.phase not in RESOLVABLE:
                 continue
             conditions = set_condition(
-                list(status.get("conditions") or []),
+                [c.to_kube() for c in plan.current.conditions],
                 "Resolved",
                 ConditionStatus.TRUE,
                 "MetricsRecovered",
