@@ -2,7 +2,8 @@
 
 One trace per evaluation: ``ajan.evaluate`` (attributes namespace, policy, result, confidence,
 action) with children ``ajan.query`` (one per Prometheus
-query), ``ajan.analyse``, ``ajan.decide`` and ``ajan.act`` (one per plan carried out on its
+query of the window), ``ajan.spread`` (the week's spread, once an hour, its queries under it),
+``ajan.analyse``, ``ajan.decide`` and ``ajan.act`` (one per plan carried out on its
 Rollout: action, dry_run).
 
 Off unless `configure` is given an endpoint (``--otlp-endpoint``): `span` then returns a shared

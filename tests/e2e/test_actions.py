@@ -282,16 +282,20 @@ def test_unapproved_plan_expires_and_nothing_happens(env: Env) -> None:
 
 
 def test_rate_limit_holds_an_escalation_in_a_storm(env: Env) -> None:
-    ladder = [
-        {"minConfidence": 0.999, "severity": "critical", "action": "abort"},
-        {"minConfidence": 0.3, "severity": "warning", "action": "pause"},
-    ]
+    pause = {"minConfidence": 0.3, "severity": "warning", "action": "pause"}
+    abort = {"minConfidence": 0.999, "severity": "critical", "action": "abort"}
     env.kit.create_rollout("checkout")
     env.start_operator()
-    env.cluster.apply(policy("p", remediation=remediation("auto", ladder, maxActionsPerHour=1)))
+    # The abort rung joins only once the pause is sent: a creep seen late already reaches 0.999, and
+    # which rung the first plan gets must not hang on when the first evaluation falls.
+    env.cluster.apply(policy("p", remediation=remediation("auto", [pause], maxActionsPerHour=1)))
     wait_for(lambda: env.cluster.condition("p", "Ready"), timeout=TIMEOUT, what="a first evaluation")
     env.stack.post_fault(kind="latency_creep", rate=0.02, duration_s=600)
     wait_for(plan_in(env.cluster, "Executed"), timeout=TIMEOUT, what="the pause", interval=1.0)
+    env.cluster.custom.patch_namespaced_custom_object(
+        "aiops.ajan.dev", "v1alpha1", env.namespace, "correlationpolicies", "p",
+        {"spec": {"remediation": {"ladder": [abort, pause]}}},
+    )  # fmt: skip
     env.stack.post_fault(kind="error_burst", rate=0.9, duration_s=600)
 
     plan = wait_for(

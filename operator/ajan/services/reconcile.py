@@ -489,7 +489,10 @@ class PolicyEvaluator:
         key = (url, grid, tuple(m.query for m in spec.metrics))
         if self._spread is not None and self._spread[0] == key:
             return self._spread[1]
-        spread, answered = await fetch_spread(self.runtime.source(url), spec, grid)
+        # Its own span: the hourly week-long queries must not read as the window's.
+        with tracing.span("ajan.spread", metrics=len(spec.metrics)) as span:
+            spread, answered = await fetch_spread(self.runtime.source(url), spec, grid)
+            span.set_attribute("answered", answered)
         if answered:
             self._spread = (key, spread)
         return spread
