@@ -482,8 +482,14 @@ def _evidence_tables(evidence: Evidence, title: str) -> str:
         if evidence.feedback
         else '<p class="note">Earlier verdicts did not change this decision.</p>'
     )
+    stale = (
+        '<p class="note">Left out of this decision, no recent sample: '
+        f"{_e(', '.join(evidence.stale_metrics))}. The other metrics raised it alone.</p>"
+        if evidence.stale_metrics
+        else ""
+    )
     return (
-        f"<h3>Anomalies vs baseline{title}</h3>{anomalies}"
+        f"<h3>Anomalies vs baseline{title}</h3>{stale}{anomalies}"
         f"<h3>Predicted impact{title}</h3>{impact}"
         f"<h3>Drift{title}</h3>{drift}"
         f"<h3>Severity probabilities{title}</h3>{sev}"

@@ -185,6 +185,14 @@ def test_a_metric_without_data_gets_a_note_in_its_card() -> None:
     assert "No data: InsufficientData: query returned no series" in doc.all_text
 
 
+def test_metrics_left_out_for_want_of_data_are_named_above_the_anomalies() -> None:
+    body = plan_body()
+    body["spec"]["evidence"]["staleMetrics"] = ["memory"]
+    words = " ".join(Page(page(RemediationPlan.model_validate(body))).all_text.split())
+    assert "Left out of this decision, no recent sample: memory." in words
+    assert "Left out of this decision" not in " ".join(Page(page()).all_text.split())
+
+
 def test_a_proposed_plan_has_no_patch_yet() -> None:
     body = plan_body()
     del body["status"]

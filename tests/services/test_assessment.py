@@ -9,7 +9,7 @@ import pytest
 
 from ajan.clients.prometheus import InsufficientData
 from ajan.models import Action, RemediationPlanSpec
-from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread
+from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread, longest_gap
 from support.windows import ROWS, healthy, spec, window
 
 
@@ -107,6 +107,40 @@ def test_stale_data_is_insufficient() -> None:
     v[-5:, 0] = np.nan  # present enough overall, but nothing for the last 2.5 minutes
     with pytest.raises(InsufficientData, match="metric latency: newest sample is 150s old"):
         assess(spec(), window(v))
+
+
+def test_a_stale_metric_is_left_out_and_the_rest_can_raise_an_alarm() -> None:
+    """A latency without traffic (NaN) must not blind the guard to errors that are climbing."""
+    v = healthy()
+    v[-5:, 0] = np.nan  # latency: stale
+    v[-10:, 1] *= np.linspace(1.0, 6.0, 10)  # errors: a clear degradation
+    result = assess(spec(), window(v))
+    assert result.rung is not None, result.confidence
+    assert result.evidence.stale_metrics == ["latency"]
+    assert {a.metric for a in result.evidence.anomalies} == {"errors"}
+    # Judged on what it has: the stale metric's missing rows do not discount the confidence.
+    assert result.coverage == 1.0
+
+
+def test_an_intermittent_metrics_usual_silence_is_not_staleness() -> None:
+    """Silences as long as the ones it had before are how it looks: judged on its samples, not left out."""
+    v = healthy()
+    for start in (20, 50, 80):
+        v[start : start + 6, 0] = np.nan  # latency: silent for 6 rows now and then
+    v[-5:, 0] = np.nan  # and now for 5
+    result = assess(spec(), window(v))
+    assert result.evidence.stale_metrics == [] and result.rung is None
+
+
+def test_without_a_fresh_slo_metric_nothing_is_judged() -> None:
+    v = healthy()
+    v[-5:, :2] = np.nan  # both SLO metrics stale; the signals are fresh
+    v[-10:, 2] *= 6.0
+    with pytest.raises(InsufficientData, match="no action is taken without enough recent data") as raised:
+        assess(spec(), window(v))
+    assert "metric latency: newest sample" in str(raised.value) and "metric errors: newest" in str(
+        raised.value
+    )
 
 
 def test_every_metric_without_enough_data_is_named_at_once() -> None:
@@ -253,3 +287,9 @@ def test_long_run_spread_needs_enough_samples() -> None:
     spread = long_run_spread(week)
     assert np.isnan(spread[1]) and np.isfinite(spread).sum() == 3
     assert np.isnan(long_run_spread(np.empty((0, 4)))).all()
+
+
+def test_longest_gap_counts_the_longest_run_of_missing_samples() -> None:
+    assert longest_gap(np.array([True, True])) == 0
+    assert longest_gap(np.array([False, True, False, False, False, True, False, False])) == 3
+    assert longest_gap(np.zeros(4, dtype=bool)) == 4

@@ -180,6 +180,9 @@ class Evidence(KubeModel):
     drift: list[Drift] = Field(default_factory=list, max_length=50)
     """Metrics whose distribution drifted from the baseline."""
 
+    stale_metrics: list[MetricName] = Field(default_factory=list, max_length=50)
+    """Metrics with no recent sample, left out of this decision (the others raised it alone)."""
+
     severity: SeverityEstimate | None = None
     """The severity classifier's probabilities (absent on plans made before it existed)."""
 

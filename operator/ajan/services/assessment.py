@@ -178,8 +178,26 @@ def detector_config(spec: CorrelationPolicySpec, rows: int, *, hold: bool = Fals
     )
 
 
-def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> float:
-    """Raise `InsufficientData` for a window too sparse or too stale to judge; return recent coverage."""
+@dataclass(frozen=True)
+class DataCheck:
+    """What the data check let through: the recent coverage of the judged metrics, and which
+    metrics are stale (no recent sample) and left out of this decision."""
+
+    coverage: float
+    stale: tuple[int, ...]
+    #: Per stale metric, how old its newest sample is, in words.
+    stale_notes: tuple[str, ...]
+
+
+def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> DataCheck:
+    """Raise `InsufficientData` for a window too sparse to judge or with no SLO metric left fresh.
+
+    A metric is stale when its newest sample is older than :data:`STALE_ROWS` rows (at least a
+    minute) and than its longest earlier silence in the window. A stale metric alone does not stop
+    the evaluation: a latency with no traffic (or one broken
+    exporter) must not blind the guard to the other metrics. It is left out, and :func:`assess`
+    lets the rest raise an alarm but not clear one.
+    """
     values = window.values
     rows = values.shape[0]
     present = np.isfinite(values)
@@ -192,17 +210,37 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> float:
         if got < need
     ]
     # A minute, or three steps, but never more than a quarter of a short window.
-    stale = max(STALE_ROWS, min(math.ceil(60.0 / window.step_s), rows // 4))
+    limit = max(STALE_ROWS, min(math.ceil(60.0 / window.step_s), rows // 4))
+    stale: list[int] = []
+    notes: list[str] = []
     for i, name in enumerate(window.names):
         seen = np.flatnonzero(present[:, i])
         age = rows - 1 - int(seen[-1]) if seen.size else rows
-        if age > stale and share[i] >= need:
-            problems.append(f"metric {name}: newest sample is {age * window.step_s:g}s old")
-    if problems:
+        # An intermittent metric (a latency at low traffic) is stale only when its silence is longer
+        # than any it had before in the window: silences like those are how it normally looks.
+        if age > max(limit, longest_gap(present[: rows - age, i])) and share[i] >= need:
+            stale.append(i)
+            notes.append(f"metric {name}: newest sample is {age * window.step_s:g}s old")
+    problems += notes
+    slo = [m.role is MetricRole.SLO for m in spec.metrics]
+    fresh_slo = any(is_slo and i not in stale for i, is_slo in enumerate(slo))
+    if len(problems) > len(stale) or not fresh_slo:
         # Every metric at once, so that a user fixes all of their queries in one go.
         raise InsufficientData("; ".join(problems) + "; no action is taken without enough recent data")
-    recent = present[-max(PERSISTENCE_ROWS, rows // 6) :]
-    return float(recent.mean())
+    judged = np.setdiff1d(np.arange(len(window.names)), stale)
+    recent = present[-max(PERSISTENCE_ROWS, rows // 6) :][:, judged]
+    return DataCheck(float(recent.mean()), tuple(stale), tuple(notes))
+
+
+def longest_gap(present: npt.NDArray[np.bool_]) -> int:
+    """The longest run of missing samples in ``present`` (True where a sample is there).
+
+    >>> longest_gap(np.array([True, False, False, True, False, True]))
+    2
+    """
+    edges = np.diff(np.concatenate([[1], present.astype(np.int8), [1]]))
+    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    return int((ends - starts).max()) if starts.size else 0
 
 
 def _finite(x: float, default: float = 0.0) -> float:
@@ -254,7 +292,8 @@ def assess(
         sample, or the window is too short for the detector to learn what normal is.
     """
     names = window.names
-    coverage = _check_data(spec, window)
+    checked = _check_data(spec, window)
+    coverage = checked.coverage
     rows = window.values.shape[0]
     config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
     if config.min_calibration < MIN_REFERENCE:
@@ -347,6 +386,14 @@ def assess(
 
     base, cur = window.values[:split].T, window.values[split:].T
     rung = rung_for(confidence, spec.remediation.ladder)
+    stale = [names[i] for i in checked.stale]
+    if stale and rung is None:
+        # What is missing may be what is wrong (a canary with no traffic has no latency): the
+        # metrics left can raise an alarm, never say all is well.
+        raise InsufficientData(
+            "; ".join(checked.stale_notes)
+            + "; the other metrics show nothing, and nothing is cleared without them"
+        )
     decisive = score >= spec.anomaly.threshold or rung is not None
     anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, decisive, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
@@ -389,7 +436,11 @@ def assess(
         rung=rung,
         metric_scores={n: float(s) for n, s in zip(names, metric_scores.tolist(), strict=True)},
         evidence=Evidence(
-            anomalies=anomalies, correlations=correlations, predicted_impact=predicted, drift=drifted
+            anomalies=anomalies,
+            correlations=correlations,
+            predicted_impact=predicted,
+            drift=drifted,
+            stale_metrics=stale,
         ),
         features=features,
     )
