@@ -100,7 +100,9 @@ def operator_replay() -> dict[str, replay.Match]:
     _need(DATA / "smd")
     series = replay.smd_series(machines=OPERATOR_MACHINES)
     return {
-        detector: replay.pooled(pool_map(replay._replay_one, [(s, detector) for s in series], 2))
+        detector: replay.pooled(
+            pool_map(replay._replay_one, [(s, detector, replay.OBJECTIVE) for s in series], 2)
+        )
         for detector in ("ajan", "floor")
     }
 

@@ -53,6 +53,23 @@ def test_improvement_is_not_an_incident() -> None:
     assert result.confidence < 0.1 and result.rung is None
 
 
+def test_a_two_sided_metric_is_bad_either_way() -> None:
+    both = spec(metrics=[
+        {"name": "latency", "query": "q1", "role": "slo"},
+        {"name": "errors", "query": "q2", "role": "slo"},
+        {"name": "queue", "query": "q3", "role": "signal"},
+        {"name": "throughput", "query": "q4", "role": "slo", "objective": "both"},
+    ])  # fmt: skip
+    for factor in (0.2, 3.0):
+        v = healthy()
+        v[-10:, 3] *= factor
+        result = assess(both, window(v))
+        assert result.rung is not None, (factor, result.confidence)
+        top = result.evidence.anomalies[0]
+        assert top.metric == "throughput" and (top.value < top.baseline) == (factor < 1)
+    assert assess(both, window(healthy())).rung is None
+
+
 def test_min_objective_drop_counts_as_bad() -> None:
     v = healthy()
     v[-10:, 3] *= 0.2

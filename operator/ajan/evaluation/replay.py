@@ -6,9 +6,10 @@ it. The incidents it opens and the actions it takes are then matched with the la
 
 How a dataset becomes policies (:func:`policy_for`):
 
-* **Every column is an SLO metric with objective ``max``.** The datasets say nothing of what the
-  columns mean, so no column is a mere signal. ajan has no two-sided objective yet, so a drop of a
-  column is not an incident to it; most labelled incidents of these datasets are rises.
+* **Every column is an SLO metric with objective ``both``.** The datasets say nothing of what the
+  columns mean, so no column is a mere signal, and a move either way may be the incident (as it is
+  to the references, which are two-sided). ``--objective max`` replays the older mapping, where
+  only rises count.
 * **Step**: the data's own spacing. **Interval**: 5 minutes, or one step if the data is coarser.
   **Window**: four hours, or 72 steps if that is longer (enough rows for a level).
 * **Ladder**: the default one (annotate at 0.5, pause at 0.75, abort at 0.9), mode auto, no
@@ -164,7 +165,11 @@ def petshop_series(root: Path = SHARED_DATA / "petshop" / "low_traffic") -> list
     return out
 
 
-def policy_for(series: Series) -> dict[str, object]:
+#: The objective every generated metric gets (``--objective``).
+OBJECTIVE: Final = "both"
+
+
+def policy_for(series: Series, objective: str = OBJECTIVE) -> dict[str, object]:
     """The generated CorrelationPolicy of a series (see the module docstring)."""
     step = series.step_s
     interval = max(300.0, step)
@@ -178,8 +183,7 @@ def policy_for(series: Series) -> dict[str, object]:
             "interval": f"{interval:g}s",
             "window": f"{window:g}s",
             "step": f"{step:g}s",
-            # Objective max: ajan has no two-sided objective yet, so a column's drop is not seen.
-            "metrics": [{"name": n, "query": n, "role": "slo", "objective": "max"} for n in series.names],
+            "metrics": [{"name": n, "query": n, "role": "slo", "objective": objective} for n in series.names],
             # The datasets' columns are sparse at times (a latency without requests): every metric
             # is judged on the samples it has.
             "anomaly": {"minCoverage": 0.0},
@@ -203,13 +207,13 @@ class Run:
     confidences: list[float] = field(default_factory=list)
 
 
-def replay_series(series: Series) -> Run:
+def replay_series(series: Series, objective: str = OBJECTIVE) -> Run:
     """The operator's replay of ``series`` (:func:`ajan.backtest.replay`)."""
     from ajan.backtest import replay
     from ajan.models import CorrelationPolicy
     from ajan.services.assessment import MetricWindow
 
-    policy = CorrelationPolicy.model_validate(policy_for(series))
+    policy = CorrelationPolicy.model_validate(policy_for(series, objective))
     history = MetricWindow(series.names, series.timestamps, series.values, series.step_s)
     end = float(series.timestamps[-1])
     started = time.perf_counter()
@@ -456,15 +460,17 @@ def load(dataset: str) -> list[Series]:
     return loaders[dataset]()
 
 
-def _replay_one(job: tuple[Series, str]) -> Run:
-    series, detector = job
-    return replay_series(series) if detector == "ajan" else reference_run(series, detector)
+def _replay_one(job: tuple[Series, str, str]) -> Run:
+    series, detector, objective = job
+    return replay_series(series, objective) if detector == "ajan" else reference_run(series, detector)
 
 
-def run_dataset(dataset: str, processes: int = 2, detector: str = "ajan") -> list[Run]:
+def run_dataset(
+    dataset: str, processes: int = 2, detector: str = "ajan", objective: str = OBJECTIVE
+) -> list[Run]:
     """Replay every series of ``dataset`` with ajan's operator, or run a reference (``floor``,
     ``pca``) as one (in ``processes`` worker processes)."""
-    jobs = [(s, detector) for s in load(dataset)]
+    jobs = [(s, detector, objective) for s in load(dataset)]
     return pool_map(_replay_one, jobs, processes)
 
 
@@ -522,13 +528,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dataset to replay (repeatable; default: all three)")  # fmt: skip
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-references", action="store_true", help="ajan only, without floor and pca")
+    parser.add_argument("--objective", choices=["both", "max"], default=OBJECTIVE,
+                        help="objective of every generated metric (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     print(HEADER)
     detectors = ["ajan"] if args.no_references else ["ajan", "floor", "pca"]
     confidence_rows = []
     for dataset in args.dataset or ["smd", "nab", "petshop"]:
         for detector in detectors:
-            runs = run_dataset(dataset, args.processes, detector)
+            runs = run_dataset(dataset, args.processes, detector, args.objective)
             m = pooled(runs)
             print(format_row(f"{detector}, {dataset}", m))
             sys.stdout.flush()

@@ -51,6 +51,8 @@ class Objective(StrEnum):
     """Higher is worse (latency, errors, memory)."""
     MIN = "min"
     """Lower is worse (throughput, success ratio)."""
+    BOTH = "both"
+    """Either way is bad (request rate, queue depth): judged in the direction it moved."""
 
 
 class Metric(KubeModel):
@@ -66,7 +68,8 @@ class Metric(KubeModel):
     """slo: an objective to protect; signal: evidence that may lead an SLO metric."""
 
     objective: Objective = Objective.MAX
-    """The direction that is bad: max when higher is worse (latency), min when lower is worse."""
+    """The direction that is bad: max when higher is worse (latency), min when lower is worse, both
+    when a move either way is (request rate)."""
 
     weight: StrictFloat = Field(default=1.0, gt=0.0, le=10.0)
     """Weight of the metric in the combined anomaly score, in (0, 10]."""

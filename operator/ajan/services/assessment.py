@@ -7,7 +7,8 @@ How the confidence is made (until the severity model and feedback calibration of
 
 1. Per metric, the detector's calibrated z-score (:func:`ajan.analysis.detector.detect`, scaled to
    the window's length), kept only in the direction the policy calls bad (``objective``): a canary
-   that got *faster* is not an incident.
+   that got *faster* is not an incident. A two-sided metric (``both``) is bad in the direction it
+   moved, and every later step sees it that way.
 2. "Now" is the median of the last :data:`PERSISTENCE_ROWS` rows, so one spiky sample (a flaky
    metric) cannot open an incident; a real step change costs one step of delay.
    With the metric's long-run spread (:func:`long_run_spread`, over a week), the z-score is capped
@@ -232,6 +233,25 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> DataCheck:
     return DataCheck(float(recent.mean()), tuple(stale), tuple(notes))
 
 
+def orientation(spec: CorrelationPolicySpec, z_now: FloatArray) -> FloatArray:
+    """+1 per metric where higher is worse, -1 where lower is: from its ``objective``, and for a
+    two-sided one (``both``) the direction its signed z-score ``z_now`` moved (up when unknown).
+
+    >>> s = CorrelationPolicySpec.model_validate({"targetRef": {"name": "r"}, "metrics": [
+    ...     {"name": n, "query": "q", "role": "slo", "objective": o} for n, o in
+    ...     (("a", "max"), ("b", "min"), ("c", "both"), ("d", "both"))]})
+    >>> orientation(s, np.array([-3.0, 2.0, -4.0, np.nan])).tolist()
+    [1.0, -1.0, -1.0, 1.0]
+    """
+    moved = np.where(np.nan_to_num(z_now) < 0.0, -1.0, 1.0)
+    return np.array(
+        [
+            1.0 if m.objective is Objective.MAX else -1.0 if m.objective is Objective.MIN else moved[i]
+            for i, m in enumerate(spec.metrics)
+        ]
+    )
+
+
 def longest_gap(present: npt.NDArray[np.bool_]) -> int:
     """The longest run of missing samples in ``present`` (True where a sample is there).
 
@@ -316,11 +336,12 @@ def assess(
             "lengthen window or shorten step"
         ) from err
 
-    orient = np.array([1.0 if m.objective is Objective.MAX else -1.0 for m in spec.metrics])
     z = result.zscores  # (rows - split, N), signed, calibrated
     recent = z[-PERSISTENCE_ROWS:]
     with np.errstate(invalid="ignore"):
         z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
+    orient = orientation(spec, z_now)
+    with np.errstate(invalid="ignore"):
         bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
     if spread is not None:
         bad_now = np.minimum(bad_now, spread_bound(window.values, split, orient, spread))
