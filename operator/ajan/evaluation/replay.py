@@ -35,6 +35,7 @@ Run ``python -m ajan.evaluation.replay --help``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -528,12 +529,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dataset to replay (repeatable; default: all three)")  # fmt: skip
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-references", action="store_true", help="ajan only, without floor and pca")
+    parser.add_argument("--openings", type=Path, metavar="FILE",
+                        help="also write ajan's (confidence at opening, real) pairs as JSON")  # fmt: skip
     parser.add_argument("--objective", choices=["both", "max"], default=OBJECTIVE,
                         help="objective of every generated metric (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     print(HEADER)
     detectors = ["ajan"] if args.no_references else ["ajan", "floor", "pca"]
     confidence_rows = []
+    openings: dict[str, list[tuple[float, bool]]] = {}
     for dataset in args.dataset or ["smd", "nab", "petshop"]:
         for detector in detectors:
             runs = run_dataset(dataset, args.processes, detector, args.objective)
@@ -542,6 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
             if detector == "ajan":
                 confidence_rows.append(format_confidence_row(f"ajan, {dataset}", m))
+                openings[dataset] = [(c, bool(r)) for c, r in m.openings]
+                if args.openings is not None:  # written as each dataset ends: a long run is not lost
+                    args.openings.write_text(json.dumps(openings))
     print(f"\n{CONFIDENCE_HEADER}\n" + "\n".join(confidence_rows))
     return 0
 
