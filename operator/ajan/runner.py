@@ -12,9 +12,12 @@ import logging
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from ajan.services.sharding import Shard, ordinal_of
 
 #: Loopback: run on a laptop, ajan exposes nothing; the Deployment sets AJAN_LIVENESS for its probe.
 DEFAULT_LIVENESS: Final = "http://127.0.0.1:8080/healthz"
@@ -43,6 +46,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _shard_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -211,6 +224,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         _positive_int,
     ),
     Setting(
+        "--shards",
+        "AJAN_SHARDS",
+        "share the policies among this many replicas of a StatefulSet, each evaluating those a "
+        "hash of namespace/name gives its shard (env {env}; default {default}: one replica owns all; "
+        "not with --peering)",
+        _positive_int,
+        "1",
+    ),
+    Setting(
+        "--shard",
+        "AJAN_SHARD",
+        "this replica's shard, from 0 (env {env}; default: the ordinal at the end of env POD_ID, "
+        "the StatefulSet's pod name)",
+        _shard_index,
+    ),
+    Setting(
         "--metrics-listen",
         "AJAN_METRICS_LISTEN",
         "host:port of a server of /metrics and /readyz alone, e.g. 0.0.0.0:8082 "
@@ -278,6 +307,28 @@ def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--verbose", action="store_true", help="log kopf's debug messages")
 
 
+def shard_from(shards: int, index: int | None, peering: str | None, pod_name: str | None) -> Shard:
+    """This replica's `Shard` from ``--shards``, ``--shard`` and the pod's name (env POD_ID).
+
+    Raises
+    ------
+    ValueError
+        With the reason: peering and sharding together, no way to tell the shard, or one out of range.
+    """
+    if shards == 1:
+        return Shard()
+    if peering is not None:
+        raise ValueError(
+            "--shards and --peering exclude each other: a shard is one pod of a StatefulSet, and "
+            "peering would leave all but one replica idle"
+        )
+    if index is None:
+        if not pod_name:
+            raise ValueError("--shards needs --shard (AJAN_SHARD) or the pod's name in env POD_ID")
+        index = ordinal_of(pod_name)
+    return Shard(index, shards)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until SIGTERM or SIGINT; returns the exit status."""
     # Imported here: `ajan detect` should not pay for kopf and the Kubernetes client.
@@ -288,6 +339,11 @@ def run(args: argparse.Namespace) -> int:
     from ajan.services.reconcile import OperatorConfig
 
     namespaces: Sequence[str] = args.namespaces or args.env_namespaces
+    try:
+        shard = shard_from(args.shards, args.shard, args.peering, _env("POD_ID"))
+    except ValueError as err:
+        print(f"ajan run: error: {err}", file=sys.stderr)
+        return 2
     config = OperatorConfig(
         default_prometheus_url=args.prometheus_url,
         query_timeout_s=args.query_timeout,
@@ -305,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         max_actions_per_hour=args.max_actions_per_hour,
         metrics_listen=args.metrics_listen,
         namespaced=bool(namespaces),
+        shard=shard,
     )
     # Logging first: what follows (the tracer's own line included) is in the chosen format.
     logs.configure(args.log_format, verbose=args.verbose)

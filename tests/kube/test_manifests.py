@@ -11,11 +11,14 @@
   is a variable ``ajan run --help`` documents: a renamed flag fails here.
 * The Service, ServiceMonitor, NetworkPolicies and PodDisruptionBudget select the pods they mean to.
 * The Redis it ships is configured as the tests' Redis is.
+* ``components/sharded`` turns the Deployment into a StatefulSet of shards (``ajan run --shards``)
+  with the same pod, and the result passes the dry-run too.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -77,6 +80,23 @@ def rendered() -> tuple[Object, ...]:
     )
     assert done.returncode == 0, done.stderr
     return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+
+
+def render_sharded(workdir: Path) -> list[Object]:
+    """``kustomize build`` of an overlay of one's own, as components/sharded's comment says to write
+    it: manifests/ with the sharded Component (kustomize refuses an overlay inside its base)."""
+    kustomize = _run_script("kustomize.sh")[0]
+    overlay = workdir / "overlay"
+    overlay.mkdir()
+    base = Path(os.path.relpath(MANIFESTS, overlay))  # kustomize takes no absolute path
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(base)], "components": [str(base / "components" / "sharded")],
+    }))  # fmt: skip
+    done = subprocess.run([kustomize, "build", str(overlay)], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def objects() -> list[Object]:
@@ -160,6 +180,40 @@ def test_every_manifest_passes_a_server_side_dry_run(
     for obj in listed:
         result = dry_run(api, obj)
         assert result.metadata.name == obj["metadata"]["name"], obj["kind"]
+
+
+def without_shard_settings(template: Object) -> Object:
+    """A pod template without the variables that tell peering from sharding."""
+    out: Object = yaml.safe_load(yaml.safe_dump(template))
+    container = out["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] not in ("AJAN_SHARDS", "AJAN_PEERING")]
+    return out
+
+
+def test_the_sharded_component_makes_the_deployment_a_statefulset_of_shards(
+    admin_api: client.ApiClient, installed_crds: dict[str, Object], tmp_path: Path
+) -> None:
+    sharded = render_sharded(tmp_path)
+    operators = [
+        o for o in sharded if o["metadata"]["name"] == "ajan" and o["kind"] in ("Deployment", "StatefulSet")
+    ]
+    assert [o["kind"] for o in operators] == ["StatefulSet"]
+    (shards,) = operators
+    pod, peered = shards["spec"]["template"], one("Deployment", "ajan")["spec"]["template"]
+    variables = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    # One pod per shard, its shard from its name; no peering (ajan run refuses both at once).
+    assert int(variables["AJAN_SHARDS"]["value"]) == shards["spec"]["replicas"] == 3
+    assert "AJAN_PEERING" not in variables
+    assert variables["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert set(variables) - {"AJAN_SHARDS"} <= documented_variables() | {"POD_ID"}
+    assert "AJAN_SHARDS" in documented_variables()
+    # Otherwise the very pod of the Deployment: it is written once.
+    assert without_shard_settings(pod) == without_shard_settings(peered)
+    assert "strategy" not in shards["spec"]
+    assert shards["spec"]["serviceName"] in {o["metadata"]["name"] for o in sharded if o["kind"] == "Service"}
+    api = dynamic.DynamicClient(admin_api)
+    ensure_namespace(api, "ajan-system")
+    assert dry_run(api, shards).kind == "StatefulSet"
 
 
 def test_the_dry_run_enforces_the_monitoring_schemas(

@@ -62,6 +62,10 @@ def _awaits_ajan(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is None:
         return False
+    policy = (spec.get("policyRef") or {}).get("name")
+    namespace = (body.get("metadata") or {}).get("namespace")
+    if not (policy and namespace and runtime.config.shard.owns(namespace, policy)):
+        return False  # another shard's plan: its replica stores the verdict and wakes the loop
     if spec.get("feedback") is not None and runtime.feedback is not None:
         try:
             if _verdict_key(body) not in runtime.stored_verdicts:

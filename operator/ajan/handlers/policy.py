@@ -16,13 +16,19 @@ import kopf
 
 from ajan import metrics
 from ajan.models import GROUP, VERSION
-from ajan.services.reconcile import PolicyEvaluator, Runtime
+from ajan.services.reconcile import OperatorConfig, PolicyEvaluator, Runtime
 
 #: After an unexpected error (the API server failing, a bug), wait this long before trying again.
 ERROR_RETRY_S: Final = 30.0
 
 
-@kopf.daemon(GROUP, VERSION, "correlationpolicies", cancellation_timeout=10.0)
+def _owned(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> bool:
+    """Whether this replica evaluates the policy (``--shards``: one replica per shard owns it)."""
+    config: OperatorConfig = memo.config
+    return namespace is not None and config.shard.owns(namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, "correlationpolicies", cancellation_timeout=10.0, when=_owned)
 async def evaluate_policy(
     *,
     stopped: kopf.DaemonStopped,

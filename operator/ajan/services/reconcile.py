@@ -72,6 +72,7 @@ from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gito
 from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
 from ajan.services.incident import Decision, Outcome, plan_name, policy_label
 from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier
+from ajan.services.sharding import Shard
 from ajan.services.step import evaluate
 from ajan.services.window import fetch_spread, fetch_window, spread_bounds, window_bounds
 
@@ -121,6 +122,8 @@ class OperatorConfig:
     metrics_listen: tuple[str, int] | None = None
     #: Watching named namespaces (--namespace) rather than the whole cluster.
     namespaced: bool = False
+    #: The policies this replica owns (--shards): all of them unless sharded.
+    shard: Shard = field(default_factory=Shard)
 
 
 @dataclass(frozen=True)
