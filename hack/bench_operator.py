@@ -72,7 +72,8 @@ from ajan.clients.kubernetes import KubeStore  # noqa: E402
 from ajan.clients.prometheus import RangeResult  # noqa: E402
 from ajan.models import GROUP, VERSION  # noqa: E402
 from ajan.services.incident import Outcome  # noqa: E402
-from ajan.services.reconcile import OperatorConfig, PolicyEvaluator, Report, Runtime  # noqa: E402
+from ajan.services.reconcile import PolicyEvaluator, Report  # noqa: E402
+from ajan.services.runtime import OperatorConfig, Runtime  # noqa: E402
 from ajan.simulate.stack import (  # noqa: E402
     ControlPlane,
     MetricsStack,

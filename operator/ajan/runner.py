@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
 
     import ajan.handlers  # noqa: F401  (registers the handlers with kopf)
     from ajan import logs, tracing
-    from ajan.services.reconcile import OperatorConfig
+    from ajan.services.runtime import OperatorConfig
 
     namespaces: Sequence[str] = args.namespaces or args.env_namespaces
     try:

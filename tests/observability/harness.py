@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore
 from ajan.clients.rollouts import RolloutClient
-from ajan.services.reconcile import OperatorConfig, PolicyEvaluator, Report, Runtime
+from ajan.services.reconcile import PolicyEvaluator, Report
+from ajan.services.runtime import OperatorConfig, Runtime
 from ajan.simulate.stack import CANARY_METRICS, canary_policy
 
 #: Names of the canary policy's metrics: the only values a ``metric``/``leader``/``follower`` label may take.

@@ -36,6 +36,8 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from ajan import tracing
+
 #: Default deadline of one request, in seconds: well under a typical analysis interval (30 s+).
 DEFAULT_TIMEOUT_S: Final = 10.0
 #: Prometheus's own cap on points per series in a range query.
@@ -337,3 +339,27 @@ class PrometheusSource:
             return bool(isinstance(result, list) and len(result) == 1 and float(result[0]["value"][1]) == 1.0)
         except (KeyError, IndexError, TypeError, ValueError):
             return False
+
+
+class ThrottledSource:
+    """A `MetricSource` that holds one of a Prometheus's query slots while it waits for an answer.
+
+    One slow Prometheus then fills its own slots only: policies on other servers are not starved.
+    """
+
+    def __init__(self, source: PrometheusSource, slots: asyncio.Semaphore) -> None:
+        self._source = source
+        self._slots = slots
+
+    async def query_range(
+        self, query: str, start: float, end: float, step: float, *, min_points: int = 1
+    ) -> RangeResult:
+        # Waiting for a slot is part of the span: a saturated Prometheus shows as slow queries.
+        with tracing.span("ajan.query", query=query, range_seconds=end - start, step_seconds=step) as span:
+            async with self._slots:
+                result = await self._source.query_range(query, start, end, step, min_points=min_points)
+            span.set_attribute("points", len(result.timestamps))
+            return result
+
+    async def is_online(self) -> bool:
+        return await self._source.is_online()

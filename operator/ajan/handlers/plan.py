@@ -23,7 +23,7 @@ from ajan.clients.feedback_store import FeedbackUnavailableError
 from ajan.models import GROUP, VERSION, Feedback, PlanPhase, RemediationPlan
 from ajan.services.execution import needs_revert
 from ajan.services.feedback import merge_shifts, plan_shifts, record_of
-from ajan.services.reconcile import Runtime
+from ajan.services.runtime import Runtime
 
 #: How often a verdict that Redis refused is offered again.
 STORE_RETRY_S: Final = 10.0

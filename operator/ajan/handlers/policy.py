@@ -16,7 +16,8 @@ import kopf
 
 from ajan import metrics
 from ajan.models import GROUP, VERSION
-from ajan.services.reconcile import OperatorConfig, PolicyEvaluator, Runtime
+from ajan.services.reconcile import PolicyEvaluator
+from ajan.services.runtime import OperatorConfig, Runtime
 
 #: After an unexpected error (the API server failing, a bug), wait this long before trying again.
 ERROR_RETRY_S: Final = 30.0

@@ -19,7 +19,7 @@ from ajan.api.authz import IdentityMapping, SubjectAccessReviewer
 from ajan.clients.feedback_store import FeedbackStore
 from ajan.clients.kubernetes import KubeStore, api_client
 from ajan.clients.rollouts import RolloutClient
-from ajan.services.reconcile import OperatorConfig, Runtime
+from ajan.services.runtime import OperatorConfig, Runtime
 from ajan.services.severity import load_classifier
 
 PREFIX = "aiops.ajan.dev"

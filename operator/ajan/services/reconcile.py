@@ -24,25 +24,20 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import httpx
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from ajan import logs, metrics, tracing
 from ajan.clients.feedback_store import (
-    DEFAULT_TTL_S,
     FeedbackHistory,
-    FeedbackStore,
     FeedbackUnavailableError,
 )
-from ajan.clients.kubernetes import KubeStore
-from ajan.clients.prometheus import MetricSourceError, PrometheusSource, RangeResult
-from ajan.clients.rollouts import RolloutClient
+from ajan.clients.prometheus import MetricSourceError
 from ajan.models import (
     API_VERSION,
     Action,
@@ -68,11 +63,10 @@ from ajan.models.common import rfc3339, validation_message
 from ajan.models.plan import peak_shifts_of
 from ajan.services.assessment import Assessment, FloatArray
 from ajan.services.conditions import set_condition, settle_transient
-from ajan.services.execution import ExecutionNote, Executor, OperatorLimit, gitops_of, notify
+from ajan.services.execution import ExecutionNote, Executor, gitops_of, notify
 from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
 from ajan.services.incident import Decision, Outcome, plan_name, policy_label
-from ajan.services.severity import RuleSeverityClassifier, SeverityClassifier
-from ajan.services.sharding import Shard
+from ajan.services.runtime import Runtime
 from ajan.services.step import evaluate
 from ajan.services.window import fetch_spread, fetch_window, spread_bounds, window_bounds
 
@@ -94,39 +88,6 @@ CONFIDENCE_STEP: Final = 0.05
 
 
 @dataclass(frozen=True)
-class OperatorConfig:
-    """Settings of the whole operator (``ajan run`` flags)."""
-
-    default_prometheus_url: str | None = None
-    query_timeout_s: float = 10.0
-    #: Queries in flight per Prometheus, and assessments computed at once.
-    concurrency: int = 8
-    #: Where operator feedback is kept; evaluations run without it.
-    redis_url: str | None = None
-    #: How long a verdict counts.
-    feedback_ttl_s: int = DEFAULT_TTL_S
-    #: Where the feedback API (and /metrics) listens; None: not started.
-    feedback_listen: tuple[str, int] | None = None
-    feedback_audience: str = "ajan-feedback"
-    feedback_issuer: str | None = None
-    #: An external identity provider's JWKS; None: the cluster's service-account issuer.
-    feedback_jwks_url: str | None = None
-    #: How an identity provider's tokens map to a user and groups (as kube-apiserver's --oidc-*).
-    feedback_username_claim: str = "sub"
-    feedback_username_prefix: str = ""
-    feedback_groups_claim: str = "groups"
-    feedback_groups_prefix: str = ""
-    #: Actions (annotations not counted) the whole operator takes per hour at most.
-    max_actions_per_hour: int = 20
-    #: Where /metrics and /readyz alone are served; None: not started.
-    metrics_listen: tuple[str, int] | None = None
-    #: Watching named namespaces (--namespace) rather than the whole cluster.
-    namespaced: bool = False
-    #: The policies this replica owns (--shards): all of them unless sharded.
-    shard: Shard = field(default_factory=Shard)
-
-
-@dataclass(frozen=True)
 class Note:
     """Something worth a Kubernetes Event on the policy."""
 
@@ -144,95 +105,6 @@ class Report:
     reason: str | None = None
     notes: list[Note] = field(default_factory=list)
     assessment: Assessment | None = None
-
-
-class _Throttled:
-    """A `MetricSource` that holds one of a Prometheus's query slots while it waits for an answer.
-
-    One slow Prometheus then fills its own slots only: policies on other servers are not starved.
-    """
-
-    def __init__(self, source: PrometheusSource, slots: asyncio.Semaphore) -> None:
-        self._source = source
-        self._slots = slots
-
-    async def query_range(
-        self, query: str, start: float, end: float, step: float, *, min_points: int = 1
-    ) -> RangeResult:
-        # Waiting for a slot is part of the span: a saturated Prometheus shows as slow queries.
-        with tracing.span("ajan.query", query=query, range_seconds=end - start, step_seconds=step) as span:
-            async with self._slots:
-                result = await self._source.query_range(query, start, end, step, min_points=min_points)
-            span.set_attribute("points", len(result.timestamps))
-            return result
-
-    async def is_online(self) -> bool:
-        return await self._source.is_online()
-
-
-class Runtime:
-    """What all evaluations share: configuration, HTTP pool, API store, clock."""
-
-    def __init__(
-        self,
-        config: OperatorConfig,
-        http: httpx.AsyncClient,
-        kube: KubeStore,
-        clock: Callable[[], float] = time.time,
-        rollouts: RolloutClient | None = None,
-        feedback: FeedbackStore | None = None,
-        classifier: SeverityClassifier | None = None,
-    ) -> None:
-        self.config = config
-        #: The severity model (advisory: its probabilities go into the evidence).
-        self.classifier: SeverityClassifier = classifier or RuleSeverityClassifier()
-        #: Operators' verdicts (Redis); without it every decision is made as if none were given.
-        self.feedback = feedback
-        #: Verdicts set with kubectl that this process has copied into Redis (or is copying).
-        self.stored_verdicts: set[tuple[str, ...]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.http = http
-        self.kube = kube
-        self.clock = clock
-        #: Without it plans are only proposed (a benchmark of evaluation alone).
-        self.rollouts = rollouts
-        self.limit = OperatorLimit(config.max_actions_per_hour)
-        self._sources: dict[str, _Throttled] = {}
-        self._wakeups: dict[tuple[str, str], asyncio.Event] = {}
-        self.analysis_slots = asyncio.Semaphore(config.concurrency)
-
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` in the background until it ends or the operator stops (`close`)."""
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        """Cancel background work and close the shared clients."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.http.aclose()
-        self.kube.close()
-        if self.rollouts is not None:
-            self.rollouts.close()
-        if self.feedback is not None:
-            await self.feedback.close()
-
-    def wakeup(self, namespace: str, policy: str) -> asyncio.Event:
-        """The event that wakes a policy's evaluation loop before its interval is up."""
-        return self._wakeups.setdefault((namespace, policy), asyncio.Event())
-
-    def wake(self, namespace: str, policy: str) -> None:
-        """Evaluate the policy now (a person approved or rejected one of its plans)."""
-        self.wakeup(namespace, policy).set()
-
-    def source(self, url: str) -> _Throttled:
-        """The throttled source for a Prometheus URL (one per URL, made on first use)."""
-        if url not in self._sources:
-            prometheus = PrometheusSource(self.http, url, timeout_s=self.config.query_timeout_s)
-            self._sources[url] = _Throttled(prometheus, asyncio.Semaphore(self.config.concurrency))
-        return self._sources[url]
 
 
 def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
