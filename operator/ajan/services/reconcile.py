@@ -67,7 +67,7 @@ from ajan.services.execution import ExecutionNote, Executor, gitops_of, notify
 from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
 from ajan.services.incident import Decision, Outcome, plan_name, policy_label
 from ajan.services.runtime import Runtime
-from ajan.services.step import evaluate
+from ajan.services.step import Step, evaluate
 from ajan.services.window import fetch_spread, fetch_window, spread_bounds, window_bounds
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,15 @@ class Report:
     reason: str | None = None
     notes: list[Note] = field(default_factory=list)
     assessment: Assessment | None = None
+
+
+class _Untrusted(Exception):  # noqa: N818 (a condition, as the Prometheus client's errors)
+    """An evaluation that cannot be trusted: the Degraded condition's ``reason`` and ``message``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 def _severity_of(action: Action, ladder: list[LadderStep]) -> Severity:
@@ -244,34 +253,55 @@ class PolicyEvaluator:
 
     async def _evaluate(self, body: Mapping[str, Any]) -> Report:
         now = datetime.fromtimestamp(self.runtime.clock(), tz=UTC)
-        meta = body.get("metadata", {})
-        generation = meta.get("generation")
+        generation = body.get("metadata", {}).get("generation")
         status = dict(body.get("status") or {})
         if not self._loaded:
             raw = status.get("incident")
             self.incident = Incident.model_validate(raw) if raw else None
             self._loaded = True
+        notes: list[Note] = []
+        delay = INVALID_SPEC_RETRY_S
         try:
-            spec = CorrelationPolicySpec.model_validate(body.get("spec") or {})
+            spec = self._spec_of(body)
+            delay = parse_duration(spec.interval).total_seconds()
+            url = await self._checked_sources(spec)
+            # Verdicts first: the step is pure and runs in a worker thread, with everything it needs.
+            verdicts, notes = await self._verdicts(now)
+            step = await self._assess(spec, url, now, verdicts)
+        except _Untrusted as err:
+            # The one way out for data or a spec ajan cannot trust: no plan and no incident moves.
+            notes += await self._degraded(status, err.reason, err.message, now, generation)
+            return Report(delay, None, err.reason, notes)
+        decision = await self._decide(body, spec, step, now, notes)
+        self.incident = decision.incident
+        await self._execute(spec, now)
+        notes += await self._write_evaluated(status, spec, step.assessment, decision, now, generation)
+        return Report(delay, decision.outcome, None, notes, step.assessment)
+
+    @staticmethod
+    def _spec_of(body: Mapping[str, Any]) -> CorrelationPolicySpec:
+        try:
+            return CorrelationPolicySpec.model_validate(body.get("spec") or {})
         except ValidationError as err:
-            await self._degraded(
-                status, DegradedReason.INVALID_SPEC, validation_message(err, ("spec",)), now, generation
-            )
-            return Report(INVALID_SPEC_RETRY_S, None, DegradedReason.INVALID_SPEC.value)
-        delay = parse_duration(spec.interval).total_seconds()
+            raise _Untrusted(DegradedReason.INVALID_SPEC, validation_message(err, ("spec",))) from err
+
+    async def _checked_sources(self, spec: CorrelationPolicySpec) -> str:
+        """The Prometheus URL to query, once it and the target are known to exist."""
         url = spec.prometheus.url if spec.prometheus else self.runtime.config.default_prometheus_url
         if not url:
-            message = "no Prometheus to query: set spec.prometheus.url, or start ajan with --prometheus-url"
-            notes = await self._degraded(
-                status, DegradedReason.PROMETHEUS_UNAVAILABLE, message, now, generation
+            raise _Untrusted(
+                DegradedReason.PROMETHEUS_UNAVAILABLE,
+                "no Prometheus to query: set spec.prometheus.url, or start ajan with --prometheus-url",
             )
-            return Report(delay, None, DegradedReason.PROMETHEUS_UNAVAILABLE.value, notes)
         missing = await self._missing_target(spec)
         if missing is not None:
-            notes = await self._degraded(status, DegradedReason.TARGET_NOT_FOUND, missing, now, generation)
-            return Report(delay, None, DegradedReason.TARGET_NOT_FOUND.value, notes)
-        # Verdicts first: the step is pure and runs in a worker thread, with everything it needs.
-        verdicts, notes = await self._verdicts(now)
+            raise _Untrusted(DegradedReason.TARGET_NOT_FOUND, missing)
+        return url
+
+    async def _assess(
+        self, spec: CorrelationPolicySpec, url: str, now: datetime, verdicts: FeedbackHistory | None
+    ) -> Step:
+        """The window and the week's spread from Prometheus, then the pure step, off the event loop."""
         try:
             opened_at = self.incident.opened_at.timestamp() if self.incident else None
             bounds = window_bounds(spec, self.runtime.clock(), opened_at)
@@ -295,9 +325,18 @@ class PolicyEvaluator:
                 span.set_attribute("anomalous", len(step.assessment.evidence.anomalies))
         except MetricSourceError as err:
             metrics.QUERY_ERRORS.labels(reason=err.reason).inc()
-            notes += await self._degraded(status, err.reason, err.message, now, generation)
-            return Report(delay, None, err.reason, notes)
+            raise _Untrusted(err.reason, err.message) from err
+        return step
 
+    async def _decide(
+        self,
+        body: Mapping[str, Any],
+        spec: CorrelationPolicySpec,
+        step: Step,
+        now: datetime,
+        notes: list[Note],
+    ) -> Decision:
+        """Carry the step's decision out on the policy's plans (its Events go into ``notes``)."""
         assessment, decision = step.assessment, step.decision
         with tracing.span("ajan.decide") as span:
             if log.isEnabledFor(logging.DEBUG):
@@ -318,8 +357,19 @@ class PolicyEvaluator:
             if decision.incident is not None:
                 span.set_attribute("action", decision.incident.action.value)
                 span.set_attribute("plan", decision.incident.plan)
-        self.incident = decision.incident
-        await self._execute(spec, now)
+        return decision
+
+    async def _write_evaluated(
+        self,
+        status: dict[str, Any],
+        spec: CorrelationPolicySpec,
+        assessment: Assessment,
+        decision: Decision,
+        now: datetime,
+        generation: int | None,
+    ) -> list[Note]:
+        """The policy's status after a good evaluation; a Recovered note if it was degraded."""
+        notes: list[Note] = []
         conditions = list(status.get("conditions") or [])
         was_degraded = find_condition([Condition.model_validate(c) for c in conditions], "Degraded")
         message = (
@@ -352,7 +402,7 @@ class PolicyEvaluator:
         if decision.incident is not None:
             patch["lastPlan"] = decision.incident.plan
         await self.runtime.kube.patch_policy_status(self.namespace, self.name, patch)
-        return Report(delay, decision.outcome, None, notes, assessment)
+        return notes
 
     async def _long_run_spread(
         self, url: str, spec: CorrelationPolicySpec, current_from: float
