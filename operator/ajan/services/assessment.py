@@ -36,10 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ajan.analysis.anomaly import aggregate_scores, percentile_shift, zscore_to_score
-from ajan.analysis.correlation import lagged_correlation, top_correlations
-from ajan.analysis.detector import DetectorConfig, InsufficientDataError, detect, min_rows
+from ajan.analysis.correlation import LaggedCorrelation, lagged_correlation, top_correlations
+from ajan.analysis.detector import DetectionResult, DetectorConfig, InsufficientDataError, detect, min_rows
 from ajan.analysis.drift import detect_drift
-from ajan.analysis.impact import predict_impact
+from ajan.analysis.impact import ImpactPrediction, predict_impact
 from ajan.analysis.robust import quiet_nanmedian
 from ajan.clients.prometheus import InsufficientData
 from ajan.models import (
@@ -315,36 +315,10 @@ def assess(
     checked = _check_data(spec, window)
     coverage = checked.coverage
     rows = window.values.shape[0]
-    config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
-    if config.min_calibration < MIN_REFERENCE:
-        raise InsufficientData(
-            f"the window holds {rows} samples per metric, too few to learn what normal is: "
-            "lengthen window or shorten step"
-        )
-    # The newest quarter is judged against the rest: calibrating against a trailing reference that
-    # includes the incident would teach the detector that the incident is normal.
-    if current_from is None:
-        split = rows - current_rows(rows)
-    else:
-        split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
-        split = min(max(split, 0), rows - PERSISTENCE_ROWS)
-    try:
-        result = detect(window.values[split:], window.values[:split], config)
-    except InsufficientDataError as err:
-        raise InsufficientData(
-            f"the window holds {rows} samples per metric, the detector needs {min_rows(config)}: "
-            "lengthen window or shorten step"
-        ) from err
-
+    config, split, result = _detect(spec, window, current_from, hold)
     z = result.zscores  # (rows - split, N), signed, calibrated
-    recent = z[-PERSISTENCE_ROWS:]
-    with np.errstate(invalid="ignore"):
-        z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
-    orient = orientation(spec, z_now)
-    with np.errstate(invalid="ignore"):
-        bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
-    if spread is not None:
-        bad_now = np.minimum(bad_now, spread_bound(window.values, split, orient, spread))
+    now = _now(spec, window, split, z, spread)
+    bad_now = now.bad
     z_half = config.z_half
     weights = np.array([m.weight for m in spec.metrics])
     slo = np.array([m.role is MetricRole.SLO for m in spec.metrics])
@@ -357,50 +331,8 @@ def assess(
 
     score, slo_score, signal_score = aggregate(np.ones_like(slo)), aggregate(slo), aggregate(~slo)
     metric_scores = zscore_to_score(np.nan_to_num(bad_now), z_half)
-
-    step = window.step_s
-    max_lag = min(round(parse_duration(spec.correlation.max_lag).total_seconds() / step), split // 4)
-    # Learnt on the baseline, so that the incident's own jumps neither hide nor invent a relation;
-    # on changes, not levels: metrics that merely trend together look correlated (spurious
-    # regression), and who moves first shows in the changes.
-    corr = lagged_correlation(
-        np.diff(window.values[:split], axis=0).T,
-        max_lag=max(0, max_lag),
-        method=spec.correlation.method.value,
-        alpha=spec.correlation.alpha,
-        min_abs_r=spec.correlation.min_abs_r,
-    )
-    correlations = [
-        Correlation(
-            leader=names[p.leader],
-            follower=names[p.follower],
-            r=round(float(np.clip(p.r, -1, 1)), 4),
-            lag_seconds=float(p.lag * step),
-        )
-        for p in top_correlations(corr, k=EVIDENCE_CORRELATIONS)
-    ]
-
-    impacts = predict_impact(
-        np.nan_to_num(bad_now),
-        corr,
-        anomalous_z=z_half / 2,
-        breach_z=z_half / 2,
-        targets=np.flatnonzero(slo).tolist(),
-    )
-    predicted = [
-        PredictedImpact(
-            metric=names[p.target],
-            expected_z=_finite(p.expected_z),
-            low_z=_finite(p.low_z),
-            high_z=_finite(p.high_z),
-            lag_seconds=float(max(p.lag, 0) * step),
-            breach_probability=float(np.clip(p.breach_probability, 0.0, 1.0)),
-        )
-        for p in impacts
-    ]
-    predicted = [p for p in predicted if p.low_z <= p.expected_z <= p.high_z]
-    breach = max((p.breach_probability for p in impacts if not slo[p.source]), default=0.0)
-    breach = float(np.clip(breach, 0.0, 1.0))
+    relations = _relations(spec, window, split, bad_now, slo, z_half)
+    breach = relations.breach_probability
 
     confidence = coverage * (1.0 - (1.0 - slo_score) * (1.0 - signal_score * breach))
     confidence = float(np.clip(confidence, 0.0, 1.0))
@@ -416,7 +348,7 @@ def assess(
             + "; the other metrics show nothing, and nothing is cleared without them"
         )
     decisive = score >= spec.anomaly.threshold or rung is not None
-    anomalies = _anomalies(spec, window, split, z, z_now, orient, metric_scores, decisive, base, cur)
+    anomalies = _anomalies(spec, window, split, z, now.z, now.orient, metric_scores, decisive, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
     drifted = [
         Drift(
@@ -437,11 +369,11 @@ def assess(
         metric_scores=metric_scores,
         z_half=z_half,
         threshold=spec.anomaly.threshold,
-        orient=orient,
+        orient=now.orient,
         current=cur,
         baseline=base,
-        correlation=corr,
-        impacts=impacts,
+        correlation=relations.correlation,
+        impacts=relations.impacts,
         is_slo=slo,
         drift=drift,
         window_rows=min(rows, nominal_rows(spec)),
@@ -458,13 +390,129 @@ def assess(
         metric_scores={n: float(s) for n, s in zip(names, metric_scores.tolist(), strict=True)},
         evidence=Evidence(
             anomalies=anomalies,
-            correlations=correlations,
-            predicted_impact=predicted,
+            correlations=relations.evidence,
+            predicted_impact=relations.predicted,
             drift=drifted,
             stale_metrics=stale,
         ),
         features=features,
     )
+
+
+def _detect(
+    spec: CorrelationPolicySpec, window: MetricWindow, current_from: float | None, hold: bool
+) -> tuple[DetectorConfig, int, DetectionResult]:
+    """The detector scaled to the window, the row where the scored part starts, and its result."""
+    rows = window.values.shape[0]
+    config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
+    if config.min_calibration < MIN_REFERENCE:
+        raise InsufficientData(
+            f"the window holds {rows} samples per metric, too few to learn what normal is: "
+            "lengthen window or shorten step"
+        )
+    # The newest quarter is judged against the rest: calibrating against a trailing reference that
+    # includes the incident would teach the detector that the incident is normal.
+    if current_from is None:
+        split = rows - current_rows(rows)
+    else:
+        split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
+        split = min(max(split, 0), rows - PERSISTENCE_ROWS)
+    try:
+        return config, split, detect(window.values[split:], window.values[:split], config)
+    except InsufficientDataError as err:
+        raise InsufficientData(
+            f"the window holds {rows} samples per metric, the detector needs {min_rows(config)}: "
+            "lengthen window or shorten step"
+        ) from err
+
+
+@dataclass(frozen=True)
+class Now:
+    """Each metric now: its signed z-score (median of the last rows), the direction that is bad for
+    it, and how bad it is in that direction (bounded by the long-run spread; NaN without data)."""
+
+    z: FloatArray
+    orient: FloatArray
+    bad: FloatArray
+
+
+def _now(
+    spec: CorrelationPolicySpec, window: MetricWindow, split: int, z: FloatArray, spread: FloatArray | None
+) -> Now:
+    recent = z[-PERSISTENCE_ROWS:]
+    with np.errstate(invalid="ignore"):
+        z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
+    orient = orientation(spec, z_now)
+    with np.errstate(invalid="ignore"):
+        bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
+    if spread is not None:
+        bad_now = np.minimum(bad_now, spread_bound(window.values, split, orient, spread))
+    return Now(z_now, orient, bad_now)
+
+
+@dataclass(frozen=True)
+class Relations:
+    """What the metrics' lagged relations say: the correlations (and the strongest, as evidence),
+    the predicted impact on the SLO metrics, and the highest probability that a signal drags one
+    into a breach."""
+
+    correlation: LaggedCorrelation
+    evidence: list[Correlation]
+    impacts: list[ImpactPrediction]
+    predicted: list[PredictedImpact]
+    breach_probability: float
+
+
+def _relations(
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    split: int,
+    bad_now: FloatArray,
+    slo: npt.NDArray[np.bool_],
+    z_half: float,
+) -> Relations:
+    names, step = window.names, window.step_s
+    max_lag = min(round(parse_duration(spec.correlation.max_lag).total_seconds() / step), split // 4)
+    # Learnt on the baseline, so that the incident's own jumps neither hide nor invent a relation;
+    # on changes, not levels: metrics that merely trend together look correlated (spurious
+    # regression), and who moves first shows in the changes.
+    corr = lagged_correlation(
+        np.diff(window.values[:split], axis=0).T,
+        max_lag=max(0, max_lag),
+        method=spec.correlation.method.value,
+        alpha=spec.correlation.alpha,
+        min_abs_r=spec.correlation.min_abs_r,
+    )
+    correlations = [
+        Correlation(
+            leader=names[p.leader],
+            follower=names[p.follower],
+            r=round(float(np.clip(p.r, -1, 1)), 4),
+            lag_seconds=float(p.lag * step),
+        )
+        for p in top_correlations(corr, k=EVIDENCE_CORRELATIONS)
+    ]
+    impacts = predict_impact(
+        np.nan_to_num(bad_now),
+        corr,
+        anomalous_z=z_half / 2,
+        breach_z=z_half / 2,
+        targets=np.flatnonzero(slo).tolist(),
+    )
+    predicted = [
+        PredictedImpact(
+            metric=names[p.target],
+            expected_z=_finite(p.expected_z),
+            low_z=_finite(p.low_z),
+            high_z=_finite(p.high_z),
+            lag_seconds=float(max(p.lag, 0) * step),
+            breach_probability=float(np.clip(p.breach_probability, 0.0, 1.0)),
+        )
+        for p in impacts
+    ]
+    predicted = [p for p in predicted if p.low_z <= p.expected_z <= p.high_z]
+    breach = max((p.breach_probability for p in impacts if not slo[p.source]), default=0.0)
+    return Relations(corr, correlations, impacts, predicted, float(np.clip(breach, 0.0, 1.0)))
 
 
 def long_run_spread(values: FloatArray) -> FloatArray:
