@@ -1,12 +1,14 @@
-"""End-to-end tests of the ``ajan`` command line, run as a real subprocess (``python -m ajan``).
+"""Tests of the ``ajan`` command line: what it prints, writes and exits with.
 
-Every invocation costs a Python start-up with numpy and scipy (about a second), so all of them
-are started together, a few at a time, by the module fixture ``runs``; the tests then check one
-result each.
+The successful runs, and a few bad-input ones (`AS_PROCESS`), run as a real subprocess
+(``python -m ajan``), which costs a Python start-up with numpy and scipy (about a second each):
+they are started together, a few at a time, by the module fixture ``runs``. The other bad-input
+cases call ``cli.main`` in-process. The tests then check one result each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ajan import cli
 from ajan.analysis.detector import min_rows
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -147,10 +150,28 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return _files(tmp_path_factory.mktemp("cli"))
 
 
+#: Bad-input cases also run as the console script: that the one-line error and the exit status
+#: survive a real process start (argparse's exit, a missing file, the ``run`` subcommand's flags).
+#: Every other bad-input case calls ``cli.main`` in the test's own process.
+AS_PROCESS = frozenset({"missing_file", "no_command", "run_zero_concurrency"})
+
+
+def in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``cli.main(args)`` here, with its exit status and what it wrote, as a subprocess would report it."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code: int | str | None = cli.main(args)
+        except SystemExit as exit_:  # argparse's errors
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
 def runs(files: dict[str, Path]) -> dict[str, subprocess.CompletedProcess[str]]:
     out = files["ts"].parent / "out.csv"
     cases = _cases(files, out)
+    cwd = files["ts"].parent
 
     def run(args: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -158,12 +179,14 @@ def runs(files: dict[str, Path]) -> dict[str, subprocess.CompletedProcess[str]]:
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=files["ts"].parent,
+            cwd=cwd,
             check=False,
         )
 
+    processes = [c for c in cases if c not in BAD or c in AS_PROCESS]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        results = dict(zip(cases, pool.map(run, cases.values()), strict=True))
+        results = dict(zip(processes, pool.map(run, [cases[c] for c in processes]), strict=True))
+    results.update({c: in_process(cases[c], cwd) for c in cases if c not in results})
     return results
 
 
