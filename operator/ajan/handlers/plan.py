@@ -33,8 +33,7 @@ def _verdict_key(body: Mapping[str, Any]) -> tuple[str, ...]:
     """What a stored verdict is known by: the plan, the verdict, when, and how strong the alarm got."""
     meta, spec = body["metadata"], body.get("spec") or {}
     feedback = Feedback.model_validate(spec["feedback"])
-    plan = {"metadata": dict(meta), "spec": dict(spec), "status": dict(body.get("status") or {})}
-    moved = plan_shifts(plan)
+    moved = plan_shifts(RemediationPlan.model_validate(dict(body)))
     return (
         meta["namespace"],
         meta["name"],
@@ -111,13 +110,13 @@ async def _store_verdict(runtime: Runtime, body: kopf.Body, logger: kopf.Logger)
     assert store is not None
     feedback = Feedback.model_validate(body["spec"]["feedback"])
     meta = body["metadata"]
-    plan = {"metadata": dict(meta), "spec": dict(body["spec"]), "status": dict(body.get("status") or {})}
+    plan = RemediationPlan.model_validate(dict(body))
     moved = plan_shifts(plan)
     key = _verdict_key(body)
     if key in runtime.stored_verdicts:
         return
     runtime.stored_verdicts.add(key)
-    policy = plan["spec"]["policyRef"]["name"]
+    policy = plan.spec.policy_ref.name
 
     async def store_it() -> None:
         while True:

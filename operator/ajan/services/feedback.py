@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from ajan.clients.feedback_store import FeedbackHistory, FeedbackRecord, FeedbackStore
 from ajan.clients.kubernetes import KubeStore
-from ajan.models import Action, LadderStep, Verdict
+from ajan.models import Action, Anomaly, LadderStep, RemediationPlan, RemediationPlanStatus, Verdict
 from ajan.models.common import rfc3339
 from ajan.services.assessment import Assessment, rung_for
 from ajan.services.incident import ACTION_RANK
@@ -92,25 +92,32 @@ def relevant(history: FeedbackHistory, sig: str, decisive: Collection[str] | Non
     return FeedbackHistory(tuple(r for r in history.records if bears(r)))
 
 
-def _plan_anomalies(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _plan_anomalies(plan: RemediationPlan) -> list[Anomaly]:
     """The anomalies of a plan's evidence when proposed and of its latest evidence."""
-    proposed = ((plan.get("spec") or {}).get("evidence") or {}).get("anomalies") or []
-    latest = ((plan.get("status") or {}).get("latestEvidence") or {}).get("anomalies") or []
-    return [*proposed, *latest]
+    latest = plan.current.latest_evidence
+    return [*plan.spec.evidence.anomalies, *(latest.anomalies if latest is not None else [])]
 
 
-def plan_signature(plan: Mapping[str, Any]) -> str:
+def plan_signature(plan: RemediationPlan) -> str:
     """The signature of a plan: every metric anomalous when it was proposed or since."""
-    return signature(a["metric"] for a in _plan_anomalies(plan))
+    return signature(a.metric for a in _plan_anomalies(plan))
 
 
-def plan_shifts(plan: Mapping[str, Any]) -> dict[str, float]:
+def plan_shifts(plan: RemediationPlan) -> dict[str, float]:
     """Per anomalous metric of a plan, the largest distance from the baseline its evidence and its
     ``status.peakShifts`` show."""
-    peaks = ((plan.get("status") or {}).get("peakShifts")) or []
     return merge_shifts(
-        shifts((a["metric"], float(a["value"]), float(a["baseline"])) for a in _plan_anomalies(plan)),
-        {p["metric"]: float(p["shift"]) for p in peaks},
+        shifts((a.metric, a.value, a.baseline) for a in plan.spec.evidence.anomalies),
+        status_shifts(plan.current),
+    )
+
+
+def status_shifts(status: RemediationPlanStatus) -> dict[str, float]:
+    """The same, from a plan's status alone: its latest evidence and its ``peakShifts``."""
+    latest = status.latest_evidence.anomalies if status.latest_evidence is not None else []
+    return merge_shifts(
+        shifts((a.metric, a.value, a.baseline) for a in latest),
+        {p.metric: p.shift for p in status.peak_shifts},
     )
 
 
@@ -137,20 +144,19 @@ def assessment_shifts(assessment: Assessment) -> dict[str, float]:
 
 
 def record_of(
-    plan: Mapping[str, Any], verdict: Verdict, at: datetime, by: str | None = None, comment: str | None = None
+    plan: RemediationPlan, verdict: Verdict, at: datetime, by: str | None = None, comment: str | None = None
 ) -> FeedbackRecord:
-    """The stored form of a verdict on ``plan`` (a RemediationPlan object)."""
-    spec = plan["spec"]
+    """The stored form of a verdict on ``plan``."""
     return FeedbackRecord(
-        namespace=plan["metadata"]["namespace"],
-        policy=spec["policyRef"]["name"],
-        plan=plan["metadata"]["name"],
+        namespace=str(plan.metadata["namespace"]),
+        policy=plan.spec.policy_ref.name,
+        plan=plan.name,
         signature=plan_signature(plan),
         verdict=verdict,
         at=at,
         shifts=plan_shifts(plan),
-        confidence=float(spec.get("confidence", 0.0)),
-        action=str(spec.get("action", "")),
+        confidence=float(plan.spec.confidence),
+        action=plan.spec.action.value,
         by=by,
         comment=comment,
     )
@@ -179,8 +185,7 @@ async def submit_feedback(
     plan = await kube.get_plan(namespace, plan_name)
     if plan is None:
         raise PlanNotFoundError(f"remediationplan {namespace}/{plan_name} not found")
-    # record_of reads raw objects: kopf hands the plan handler those; here the model goes back to one.
-    record = record_of(plan.to_kube(), verdict, at, by, comment)
+    record = record_of(plan, verdict, at, by, comment)
     await store.record(record)
     feedback: dict[str, Any] = {"verdict": verdict.value, "at": rfc3339(at)}
     if by is not None:

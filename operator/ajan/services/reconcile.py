@@ -64,7 +64,7 @@ from ajan.models.plan import peak_shifts_of
 from ajan.services.assessment import Assessment, FloatArray
 from ajan.services.conditions import set_condition, settle_transient
 from ajan.services.execution import ExecutionNote, Executor, gitops_of, notify
-from ajan.services.feedback import assessment_shifts, merge_shifts, plan_shifts
+from ajan.services.feedback import assessment_shifts, merge_shifts, status_shifts
 from ajan.services.incident import Decision, Outcome, plan_name, policy_label
 from ajan.services.runtime import Runtime
 from ajan.services.step import Step, evaluate
@@ -620,7 +620,7 @@ class PolicyEvaluator:
             # Only the fields set here: a merge patch must not clear what another writer added.
             await kube.patch_plan_status(self.namespace, incident.plan, _patch(status))
             metrics.plan_entered(plan.spec.action.value, PlanPhase.PROPOSED.value)
-        self._peaks[incident.plan] = plan_shifts({"status": status.to_kube()})
+        self._peaks[incident.plan] = status_shifts(status)
         evidence = status.latest_evidence if status.latest_evidence is not None else plan.spec.evidence
         anomalous = [a.metric for a in evidence.anomalies]
         self._plans[incident.plan] = _signature(anomalous, status.confidence or 0.0)
