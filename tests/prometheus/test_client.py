@@ -26,6 +26,7 @@ from ajan.clients import (
     QueryFailed,
     RangeResult,
 )
+from ajan.clients.prometheus import MAX_ANSWER_BYTES
 from support.prometheus import Generator, PrometheusServer
 
 Poll = Callable[..., Any]
@@ -252,6 +253,41 @@ def answer(
         writer.close()
 
     return handle
+
+
+def test_an_answer_of_many_series_is_refused_before_it_is_all_read() -> None:
+    """A query that forgot to aggregate over 10,000 pods: the answer (here 64 MiB, announced and
+    sent) is refused once past the cap, as ambiguous, instead of being read and parsed whole."""
+    one = b'{"metric": {"pod": "p"}, "values": [[0, "1"]]},'
+    total = 64 * 2**20
+    sent = 0
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.read(65536)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n\r\n"
+        writer.write(head.encode())
+        block = one * (2**16 // len(one))
+        try:
+            while sent < total:
+                writer.write(block)
+                await writer.drain()
+                sent += len(block)
+        except (ConnectionError, OSError):
+            pass  # the client hung up: what the test wants
+        finally:
+            writer.close()
+
+    async def scenario() -> MetricSourceError:
+        async with tcp_server(flood) as url, httpx.AsyncClient() as http:
+            with pytest.raises(MetricSourceError) as caught:
+                await PrometheusSource(http, url, timeout_s=10).query_range("up", 0, 60, 15)
+            return caught.value
+
+    error = run(scenario)
+    assert isinstance(error, AmbiguousResult) and error.reason == "QueryFailed"
+    assert f"passed {MAX_ANSWER_BYTES // 2**20} MiB" in str(error) and "aggregate it" in str(error)
+    assert sent < total / 2, "the client read on after the cap"
 
 
 def test_hanging_server_times_out_as_unavailable() -> None:

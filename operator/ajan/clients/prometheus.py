@@ -42,6 +42,10 @@ from ajan import tracing
 DEFAULT_TIMEOUT_S: Final = 10.0
 #: Prometheus's own cap on points per series in a range query.
 MAX_POINTS: Final = 11_000
+#: The most of an answer that is read. One series of MAX_POINTS points is about half a MiB of JSON;
+#: an answer this large holds many series (a query that forgot to aggregate over 10,000 pods), and
+#: reading and parsing all of it would cost the operator hundreds of MiB for a query it must refuse.
+MAX_ANSWER_BYTES: Final = 8 * 2**20
 #: Prometheus writes these strings for non-finite sample values.
 _NON_FINITE: Final = frozenset({"NaN", "+Inf", "-Inf", "Inf"})
 
@@ -177,9 +181,14 @@ class PrometheusSource:
         """POST a form (long PromQL does not fit a URL) and return the API's ``data`` object."""
         url = f"{self.base_url}{path}"
         try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self._client.post(url, data=form, timeout=httpx.Timeout(self.timeout_s))
-                body = await response.aread()
+            async with (
+                asyncio.timeout(self.timeout_s),
+                self._client.stream(
+                    "POST", url, data=form, timeout=httpx.Timeout(self.timeout_s)
+                ) as response,
+            ):
+                body = await self._read_capped(response, query)
+                status_code = response.status_code
         except (TimeoutError, httpx.TimeoutException) as err:
             raise PrometheusUnavailable(
                 f"Prometheus at {self.base_url} timed out after {self.timeout_s:g}s", query=query
@@ -190,7 +199,23 @@ class PrometheusSource:
                 f"Prometheus at {self.base_url} is unreachable: {type(err).__name__}: {err or 'no detail'}",
                 query=query,
             ) from err
-        return self._decode(response.status_code, body, query)
+        return self._decode(status_code, body, query)
+
+    @staticmethod
+    async def _read_capped(response: httpx.Response, query: str) -> bytes:
+        """The answer's body, or `AmbiguousResult` as soon as it passes :data:`MAX_ANSWER_BYTES`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise AmbiguousResult(
+                    f"Prometheus's answer passed {MAX_ANSWER_BYTES // 2**20} MiB and was not read further: "
+                    f"a policy's query must return one series (aggregate it): {query}",
+                    query=query,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _decode(self, status_code: int, body: bytes, query: str) -> dict[str, object]:
         try:
