@@ -1,5 +1,5 @@
 """The Prometheus client against a real Prometheus, and against tiny local servers for the faults a
-real server cannot show on demand (hanging, answering garbage)."""
+real server cannot show on demand (hanging, answering garbage, flooding)."""
 
 from __future__ import annotations
 
