@@ -17,11 +17,14 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -461,6 +464,37 @@ def test_dockerfile_builds_a_non_root_image_of_the_wheel() -> None:
     # The build context keeps what the builder copies, and nothing else of note.
     ignore = (REPO / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") :] and {"!pyproject.toml", "!README.md", "!operator/"} <= set(ignore)
+
+
+def test_the_wheel_holds_the_operator_and_not_the_harnesses(tmp_path: Path) -> None:
+    """What the image installs: the operator and its model, not the local stack or the evaluation
+    harnesses (which run hack/ scripts and apt from a checkout), and nothing in it imports them."""
+    # The Dockerfile's build context (pyproject.toml, README.md, operator/), so that no build/ left in
+    # the checkout can add to it.
+    context = tmp_path / "context"
+    shutil.copytree(REPO / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, context / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
+    built = subprocess.run([*pip, "--wheel-dir", str(tmp_path), str(context)], capture_output=True, text=True,
+                           timeout=600, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("ajan-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    assert {"ajan/handlers/policy.py", "ajan/severity/severity.tflite", "ajan/py.typed"} <= set(names)
+    assert not [n for n in names if n.startswith(("ajan/simulate/", "ajan/evaluation/"))]
+    harness = ("ajan.simulate", "ajan.evaluation")
+    for name, source in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                imported = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                imported = [a.name for a in node.names]
+            else:
+                continue
+            assert not [i for i in imported if i.startswith(harness)], (name, imported)
 
 
 def test_kind_up_script_is_valid_bash() -> None:
