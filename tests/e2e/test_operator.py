@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,6 +83,35 @@ def test_healthy_canary_yields_no_plan(setup: Setup) -> None:
     assert status["confidence"] < 0.5
     assert "incident" not in status
     assert status["observedGeneration"] == cluster.policy("healthy")["metadata"]["generation"]
+
+
+def test_a_thousand_invalid_policies_are_refused_and_never_reach_the_operator(setup: Setup) -> None:
+    """Bad input at scale: the CRD's schema refuses each with a readable message at the API server,
+    so the running operator never sees one, and its valid policy goes on being evaluated."""
+    cluster = setup.cluster
+    cluster.apply(policy("valid"))
+    first = wait_for(ready(cluster, "valid"), timeout=EVALUATIONS_TIMEOUT_S, what="Ready=True")
+    broken = [policy(f"broken-{i:04d}", interval="soon" if i % 2 else "5s", metrics=[] if i % 2 == 0 else
+                     CANARY_METRICS) for i in range(1000)]  # fmt: skip
+
+    def refusal(body: dict[str, Any]) -> tuple[int, str]:
+        try:
+            cluster.apply(body)
+        except client.ApiException as err:
+            return err.status, json.loads(err.body)["message"]
+        return 201, ""
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # at once, as a bad `kubectl apply -f dir/` would
+        answers = list(pool.map(refusal, broken))
+    assert {status for status, _ in answers} == {422}
+    assert all("spec.interval" in m for m in [m for i, (_, m) in enumerate(answers) if i % 2]), answers[1]
+    assert all("spec.metrics" in m for m in [m for i, (_, m) in enumerate(answers) if i % 2 == 0]), answers[0]
+    listed = cluster.custom.list_namespaced_custom_object(
+        "aiops.ajan.dev", "v1alpha1", cluster.namespace, "correlationpolicies"
+    )
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["valid"]
+    cluster.evaluations_after("valid", first["lastTransitionTime"], 3, timeout=EVALUATIONS_TIMEOUT_S)
+    assert "broken-" not in setup.operator.log()
 
 
 def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
