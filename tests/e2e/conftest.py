@@ -25,7 +25,7 @@ from support.replicas import NAMESPACE, POLICY, manifest
 @pytest.fixture
 def plane(tmp_path: Path, audit_logs: Path) -> Iterator[ControlPlane]:
     started = ControlPlane.start(
-        tmp_path / "kube-up", audit_log=audit_logs / f"peering-{uuid.uuid4().hex}.log"
+        tmp_path / "kube-up", audit_log=audit_logs / f"replicas-{uuid.uuid4().hex}.log"
     )
     try:
         yield started

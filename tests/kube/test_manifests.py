@@ -74,21 +74,25 @@ def _run_script(name: str, *args: str) -> list[str]:
     return done.stdout.split()
 
 
+def kustomize_build(directory: Path) -> list[Object]:
+    """Every object of ``kustomize build DIRECTORY``, in its order."""
+    kustomize = _run_script("kustomize.sh")[0]
+    done = subprocess.run(
+        [kustomize, "build", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
 @functools.cache
 def rendered() -> tuple[Object, ...]:
     """Every object of ``kustomize build manifests/``, in its order."""
-    kustomize = _run_script("kustomize.sh")[0]
-    done = subprocess.run(
-        [kustomize, "build", str(MANIFESTS)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+    return tuple(kustomize_build(MANIFESTS))
 
 
 def render_sharded(workdir: Path) -> list[Object]:
     """``kustomize build`` of an overlay of one's own, as components/sharded's comment says to write
     it: manifests/ with the sharded Component (kustomize refuses an overlay inside its base)."""
-    kustomize = _run_script("kustomize.sh")[0]
     overlay = workdir / "overlay"
     overlay.mkdir()
     base = Path(os.path.relpath(MANIFESTS, overlay))  # kustomize takes no absolute path
@@ -96,10 +100,7 @@ def render_sharded(workdir: Path) -> list[Object]:
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [str(base)], "components": [str(base / "components" / "sharded")],
     }))  # fmt: skip
-    done = subprocess.run([kustomize, "build", str(overlay)], capture_output=True, text=True, timeout=120,
-                          check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+    return kustomize_build(overlay)
 
 
 def objects() -> list[Object]:

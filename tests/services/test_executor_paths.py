@@ -27,6 +27,7 @@ from ajan.models import (
     RemediationPlan,
     find_condition,
 )
+from ajan.models.common import rfc3339
 from ajan.services.execution import Executor, OperatorLimit
 from ajan.services.reconcile import LABEL_INCIDENT, LABEL_POLICY
 from ajan.simulate.stack import canary_policy
@@ -78,11 +79,11 @@ class Plans:
 
 
 def proposed(minutes: float) -> dict[str, Any]:
-    return {"phase": "Proposed", "proposedAt": at(minutes).isoformat().replace("+00:00", "Z")}
+    return {"phase": "Proposed", "proposedAt": rfc3339(at(minutes))}
 
 
 def executed(minutes: float) -> dict[str, Any]:
-    stamp = at(minutes).isoformat().replace("+00:00", "Z")
+    stamp = rfc3339(at(minutes))
     return {"phase": "Executed", "proposedAt": stamp, "executedAt": stamp}
 
 

@@ -21,6 +21,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
+from scipy.special import expit, logit
 
 from ajan.evaluation.severity import expected_calibration_error, roc_auc
 
@@ -30,8 +31,8 @@ EPS: Final = 1e-4
 
 
 def _logit(p: npt.ArrayLike) -> FloatArray:
-    q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)
-    return np.log(q / (1.0 - q))
+    result: FloatArray = logit(np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS))
+    return result
 
 
 def platt_fit(confidence: npt.ArrayLike, real: npt.ArrayLike) -> tuple[float, float]:
@@ -58,7 +59,7 @@ def platt_fit(confidence: npt.ArrayLike, real: npt.ArrayLike) -> tuple[float, fl
 def platt_apply(params: tuple[float, float], confidence: npt.ArrayLike) -> FloatArray:
     """The calibrated probabilities of ``confidence`` under ``params``."""
     a, b = params
-    result: FloatArray = 1.0 / (1.0 + np.exp(-(a * _logit(confidence) + b)))
+    result: FloatArray = expit(a * _logit(confidence) + b)
     return result
 
 
