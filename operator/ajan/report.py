@@ -411,6 +411,30 @@ def _heatmap(correlations: Sequence[Correlation]) -> str:
 # --- the tables -----------------------------------------------------------------------------------
 
 
+def _forecast_table(evidence: Evidence) -> str:
+    def interval(low: float | None, high: float | None) -> str:
+        first = _seconds(low) if low is not None else "-"
+        return f"{first} to {_seconds(high) if high is not None else 'later'}"
+
+    return _table(
+        ["SLO metric", "threshold", "now", "crosses in", "interval", "probability", "forecast"],
+        (
+            [
+                _e(f.metric),
+                _num(f.threshold),
+                _num(f.value),
+                _e(_seconds(f.eta_seconds)) if f.eta_seconds is not None else "-",
+                _e(interval(f.eta_low_seconds, f.eta_high_seconds)),
+                _bar(f.probability, "#b2182b"),
+                _e(f.sentence()),
+            ]
+            for f in evidence.forecasts
+        ),
+        "No SLO metric has a threshold to forecast a breach of.",
+        "num",
+    )
+
+
 def _evidence_tables(evidence: Evidence, title: str) -> str:
     anomalies = _table(
         ["metric", "value", "baseline", "Δ", "z", "p95", "p99", "since"],
@@ -445,6 +469,7 @@ def _evidence_tables(evidence: Evidence, title: str) -> str:
         "No predicted impact.",
         "num",
     )
+    forecasts = _forecast_table(evidence)
     drift = _table(
         ["metric", "PSI", "KS p-value", "reading"],
         (
@@ -490,6 +515,7 @@ def _evidence_tables(evidence: Evidence, title: str) -> str:
     )
     return (
         f"<h3>Anomalies vs baseline{title}</h3>{stale}{anomalies}"
+        f"<h3>Predicted breach{title}</h3>{forecasts}"
         f"<h3>Predicted impact{title}</h3>{impact}"
         f"<h3>Drift{title}</h3>{drift}"
         f"<h3>Severity probabilities{title}</h3>{sev}"

@@ -314,7 +314,12 @@ INVALID_POLICIES: Final = [
     ),
     Invalid(
         "no-slo-metric",
-        {"metrics.1.role": "signal", "metrics.2.role": "signal"},
+        {
+            "metrics.1.role": "signal",
+            "metrics.2.role": "signal",
+            "metrics.1.threshold": DELETE,
+            "metrics.2.threshold": DELETE,
+        },
         "spec.metrics",
         ('spec.metrics: Invalid value: "array": at least one metric must have role slo',),
         "at least one metric must have role slo",
@@ -376,6 +381,23 @@ INVALID_POLICIES: Final = [
             "spec.metrics[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
         ),
         "String should match pattern",
+    ),
+    Invalid(
+        "threshold-on-a-signal",
+        {"metrics.0.threshold": 100.0},
+        "spec.metrics[0]",
+        ('spec.metrics[0]: Invalid value: "object": threshold is an SLO\'s bound: it needs role slo',),
+        "threshold is an SLO's bound: it needs role slo",
+    ),
+    Invalid(
+        "threshold-of-a-two-sided-metric",
+        {"metrics.1.objective": "both"},
+        "spec.metrics[1]",
+        (
+            'spec.metrics[1]: Invalid value: "object": threshold needs objective max (stay below it) or min '
+            "(stay above it), not both",
+        ),
+        "threshold needs objective max (stay below it) or min (stay above it), not both",
     ),
     Invalid(
         "target-not-a-rollout",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ajan.clients.prometheus import InsufficientData
-from ajan.models import Action, RemediationPlanSpec
+from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
 from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread, longest_gap
 from support.windows import ROWS, healthy, spec, window
 
@@ -214,14 +214,81 @@ def test_a_flat_metric_is_never_drifted_or_anomalous(flat: object, seed: int) ->
 def test_evidence_makes_a_valid_plan_spec_and_json() -> None:
     v = healthy()
     v[-10:, 0] *= np.linspace(1.0, 4.0, 10)
-    result = assess(spec(), window(v))
-    assert result.rung is not None
+    result = assess(with_threshold(0.2), window(v))
+    assert result.rung is not None and result.evidence.forecasts
     plan = RemediationPlanSpec.model_validate({
         "policyRef": {"name": "p"}, "targetRef": {"name": "checkout"}, "action": result.rung.action,
         "severity": result.rung.severity, "confidence": result.confidence,
         "evidence": result.evidence.to_kube(),
     })  # fmt: skip
     json.dumps(plan.to_kube(), allow_nan=False)
+
+
+def with_threshold(threshold: float, **latency: object) -> CorrelationPolicySpec:
+    """The test policy with latency's SLO bound set."""
+    return spec(metrics=[
+        {"name": "latency", "query": "q1", "role": "slo", "threshold": threshold, **latency},
+        {"name": "errors", "query": "q2", "role": "slo"},
+        {"name": "queue", "query": "q3", "role": "signal"},
+        {"name": "throughput", "query": "q4", "role": "signal", "objective": "min"},
+    ])  # fmt: skip
+
+
+def test_a_creep_towards_the_threshold_climbs_the_ladder_before_the_anomaly_is_big() -> None:
+    # Latency 0.1 +- 5 %, creeping 0.5 ms a step for twenty minutes: still under 0.125, and too
+    # little for the detector alone; the threshold makes it a breach a few minutes away.
+    paused = 0
+    gained = []
+    for seed in range(10):
+        v = healthy(seed)
+        v[-40:, 0] += 0.0005 * np.arange(1, 41)
+        assert np.median(v[-3:, 0]) < 0.125  # not breached yet
+        blind, seeing = assess(spec(), window(v)), assess(with_threshold(0.125), window(v))
+        assert blind.rung is None, (seed, blind.confidence)
+        assert seeing.confidence >= blind.confidence
+        gained.append(seeing.confidence - blind.confidence)
+        forecast = seeing.evidence.forecasts[0]
+        assert forecast.metric == "latency" and forecast.threshold == 0.125
+        assert forecast.probability == pytest.approx(seeing.forecast_probability, abs=1e-4)
+        paused += seeing.rung is not None and seeing.rung.action in (Action.PAUSE, Action.ABORT)
+    # A subtle creep in white noise: the forecast is sure of it in some windows, not all.
+    assert paused >= 3 and float(np.mean(gained)) > 0.2
+
+
+def test_healthy_windows_with_headroom_predict_no_breach() -> None:
+    # Four standard deviations under the bound.
+    for seed in range(20):
+        result = assess(with_threshold(0.12), window(healthy(seed)))
+        assert result.rung is None, (seed, result.confidence)
+        assert result.forecast_probability < 0.2
+        assert "not predicted" in result.evidence.forecasts[0].sentence() or result.forecast_probability > 0
+
+
+def test_a_canary_beyond_its_slo_from_the_start_is_a_breach_now() -> None:
+    # Nothing is anomalous (the whole window is this bad), but the SLO is broken.
+    v = healthy(3)
+    v[:, 0] += 0.1
+    assert assess(spec(), window(v)).rung is None
+    result = assess(with_threshold(0.15), window(v))
+    assert result.rung is not None and result.rung.action is Action.ABORT
+    assert result.forecast_probability == 1.0
+    assert result.evidence.forecasts[0].sentence().startswith("latency is beyond its threshold 0.15")
+
+
+def test_a_minimum_threshold_is_breached_from_below() -> None:
+    v = healthy(4)
+    result = assess(with_threshold(60.0, objective="min"), window(v))  # throughput-like: must stay above
+    assert result.evidence.forecasts[0].eta_seconds == 0.0  # 0.1 is under 60
+    assert result.rung is not None
+
+
+def test_a_stale_metric_is_not_forecast() -> None:
+    v = healthy()
+    v[-6:, 0] = np.nan
+    v[-10:, 1] *= 4.0  # errors raise the alarm alone
+    result = assess(with_threshold(0.12), window(v))
+    assert result.evidence.stale_metrics == ["latency"]
+    assert result.evidence.forecasts == [] and result.forecast_probability == 0.0
 
 
 @pytest.mark.parametrize("rows", [30, 60, 120, 720, 2880])

@@ -114,6 +114,70 @@ class PredictedImpact(KubeModel):
     )
 
 
+class Forecast(KubeModel):
+    """When an SLO metric with a threshold is predicted to cross it."""
+
+    metric: MetricName
+    """SLO metric, as in the policy."""
+
+    threshold: StrictFloat
+    """The metric's threshold, in its unit."""
+
+    value: StrictFloat
+    """The metric now (median of its newest samples), in its unit."""
+
+    eta_seconds: Annotated[StrictFloat, Field(ge=0.0)] | None = None
+    """Seconds until the forecast crosses the threshold (0: already beyond it); absent when it does
+    not within the horizon."""
+
+    eta_low_seconds: Annotated[StrictFloat, Field(ge=0.0)] | None = None
+    """Earliest crossing in the 90 % interval; absent when the interval does not reach it."""
+
+    eta_high_seconds: Annotated[StrictFloat, Field(ge=0.0)] | None = None
+    """Latest crossing in the 90 % interval; absent when it may not cross within the horizon."""
+
+    horizon_seconds: Annotated[StrictFloat, Field(ge=0.0)]
+    """How far ahead the forecast reached."""
+
+    probability: Fraction
+    """Probability that the metric is beyond its threshold within the horizon, in [0, 1]."""
+
+    def sentence(self) -> str:
+        """The forecast in words, for reports and notifications.
+
+        >>> Forecast(metric="p99", threshold=0.5, value=0.44, eta_seconds=180.0, eta_low_seconds=120.0,
+        ...          eta_high_seconds=300.0, horizon_seconds=300.0, probability=0.9).sentence()
+        'p99 predicted to cross 0.5 in about 3 min (2 min to 5 min)'
+        >>> Forecast(metric="p99", threshold=0.5, value=0.62, eta_seconds=0.0, horizon_seconds=300.0,
+        ...          probability=1.0).sentence()
+        'p99 is beyond its threshold 0.5 (0.62 now)'
+        """
+        if self.eta_seconds == 0.0:
+            return f"{self.metric} is beyond its threshold {self.threshold:g} ({self.value:.3g} now)"
+        within = _in_words(self.horizon_seconds)
+        if self.eta_seconds is None:
+            if self.eta_low_seconds is None:
+                return f"{self.metric} not predicted to cross {self.threshold:g} within {within}"
+            return (
+                f"{self.metric} may cross {self.threshold:g} within {within} "
+                f"(probability {self.probability:.0%})"
+            )
+        low = _in_words(self.eta_low_seconds or 0.0)
+        interval = (
+            f"{low} to {_in_words(self.eta_high_seconds)}"
+            if self.eta_high_seconds is not None
+            else f"{low} or later"
+        )
+        return (
+            f"{self.metric} predicted to cross {self.threshold:g} in about "
+            f"{_in_words(self.eta_seconds)} ({interval})"
+        )
+
+
+def _in_words(seconds: float) -> str:
+    return f"{seconds / 60.0:.0f} min" if seconds >= 120.0 else f"{seconds:.0f} s"
+
+
 class Drift(KubeModel):
     """A metric whose distribution moved away from the baseline's."""
 
@@ -179,6 +243,9 @@ class Evidence(KubeModel):
 
     drift: list[Drift] = Field(default_factory=list, max_length=50)
     """Metrics whose distribution drifted from the baseline."""
+
+    forecasts: list[Forecast] = Field(default_factory=list, max_length=50)
+    """When each SLO metric with a threshold is predicted to cross it."""
 
     stale_metrics: list[MetricName] = Field(default_factory=list, max_length=50)
     """Metrics with no recent sample, left out of this decision (the others raised it alone)."""

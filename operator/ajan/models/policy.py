@@ -74,6 +74,24 @@ class Metric(KubeModel):
     weight: StrictFloat = Field(default=1.0, gt=0.0, le=10.0)
     """Weight of the metric in the combined anomaly score, in (0, 10]."""
 
+    threshold: StrictFloat | None = None
+    """The SLO's bound, in the metric's unit: with objective max the metric must stay below it (a
+    p99 under 0.5), with min above it. ajan then forecasts when the metric will cross it and acts
+    on a breach predicted within remediation.horizon. Only for role slo with objective max or min."""
+
+    cel_rules = (
+        Rule(
+            "!has(self.threshold) || (has(self.role) && self.role == 'slo')",
+            "threshold is an SLO's bound: it needs role slo",
+            lambda m: m.threshold is None or m.role is MetricRole.SLO,
+        ),
+        Rule(
+            "!has(self.threshold) || !has(self.objective) || self.objective != 'both'",
+            "threshold needs objective max (stay below it) or min (stay above it), not both",
+            lambda m: m.threshold is None or m.objective is not Objective.BOTH,
+        ),
+    )
+
 
 def _first_duplicate(metrics: list[Metric]) -> str:
     seen: set[str] = set()
@@ -248,6 +266,11 @@ class RemediationSettings(KubeModel):
 
     approval_timeout: PositiveDuration = "30m"
     """How long a plan waits for approval before it expires (approve mode)."""
+
+    horizon: PositiveDuration = "5m"
+    """How far ahead a predicted breach of an SLO metric's threshold counts: the probability that a
+    metric with a threshold crosses it within this time adds to the confidence. The forecast looks
+    back as far (and two and four times as far), and needs a baseline several horizons long."""
 
     recovery_evaluations: StrictInt = Field(default=3, ge=1, le=100)
     """Consecutive healthy evaluations that end an incident and resolve its plan, in [1, 100]."""

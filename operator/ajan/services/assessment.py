@@ -20,8 +20,12 @@ How the confidence is made (until the severity model and feedback calibration of
    changes over the baseline) with an SLO metric:
    ``breach_probability`` is the highest predicted probability that an SLO metric follows it into
    a breach (:func:`ajan.analysis.impact.predict_impact`).
-5. ``confidence = coverage * (1 - (1 - slo_score) * (1 - signal_score * breach_probability))``: the
-   probability that the SLO is, or is about to be, in trouble, discounted by missing recent samples.
+5. An SLO metric with a ``threshold`` is forecast (:func:`ajan.analysis.forecast.breach_forecast`):
+   ``forecast_probability`` is the highest probability that one is beyond its threshold within
+   ``remediation.horizon`` (1 when one is beyond it now).
+6. ``confidence = coverage * (1 - (1 - slo_score) * (1 - signal_score * breach_probability)
+   * (1 - forecast_probability))``: the probability that the SLO is, or is about to be, in trouble,
+   discounted by missing recent samples.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ajan.analysis.anomaly import aggregate_scores, percentile_shift, zscore_to_
 from ajan.analysis.correlation import LaggedCorrelation, lagged_correlation, top_correlations
 from ajan.analysis.detector import DetectionResult, DetectorConfig, InsufficientDataError, detect, min_rows
 from ajan.analysis.drift import detect_drift
+from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
 from ajan.analysis.robust import quiet_nanmedian
 from ajan.clients.prometheus import InsufficientData
@@ -48,6 +53,7 @@ from ajan.models import (
     CorrelationPolicySpec,
     Drift,
     Evidence,
+    Forecast,
     LadderStep,
     MetricRole,
     Objective,
@@ -109,6 +115,8 @@ class Assessment:
     score: aggregated anomaly score of all metrics now (bad direction only), in [0, 1].
     slo_score, signal_score: the same over the SLO metrics and over the signals.
     breach_probability: highest predicted probability that a signal drags an SLO metric into breach.
+    forecast_probability: highest probability that an SLO metric is beyond its threshold within the
+        horizon (0 without thresholds).
     coverage: share of recent samples present, over all metrics.
     confidence: see the module docstring, in [0, 1].
     rung: the ladder step the confidence reaches, or None.
@@ -122,6 +130,7 @@ class Assessment:
     slo_score: float
     signal_score: float
     breach_probability: float
+    forecast_probability: float
     coverage: float
     confidence: float
     rung: LadderStep | None
@@ -333,8 +342,11 @@ def assess(
     metric_scores = zscore_to_score(np.nan_to_num(bad_now), z_half)
     relations = _relations(spec, window, split, bad_now, slo, z_half)
     breach = relations.breach_probability
+    forecasts = _forecasts(spec, window, split, stale=checked.stale)
+    forecast = max((f.probability for f in forecasts), default=0.0)
 
-    confidence = coverage * (1.0 - (1.0 - slo_score) * (1.0 - signal_score * breach))
+    trouble = (1.0 - slo_score) * (1.0 - signal_score * breach) * (1.0 - forecast)
+    confidence = coverage * (1.0 - trouble)
     confidence = float(np.clip(confidence, 0.0, 1.0))
 
     base, cur = window.values[:split].T, window.values[split:].T
@@ -384,6 +396,7 @@ def assess(
         slo_score=slo_score,
         signal_score=signal_score,
         breach_probability=breach,
+        forecast_probability=forecast,
         coverage=coverage,
         confidence=confidence,
         rung=rung,
@@ -393,6 +406,7 @@ def assess(
             correlations=relations.evidence,
             predicted_impact=relations.predicted,
             drift=drifted,
+            forecasts=forecasts,
             stale_metrics=stale,
         ),
         features=features,
@@ -513,6 +527,43 @@ def _relations(
     predicted = [p for p in predicted if p.low_z <= p.expected_z <= p.high_z]
     breach = max((p.breach_probability for p in impacts if not slo[p.source]), default=0.0)
     return Relations(corr, correlations, impacts, predicted, float(np.clip(breach, 0.0, 1.0)))
+
+
+def _forecasts(
+    spec: CorrelationPolicySpec, window: MetricWindow, split: int, *, stale: Sequence[int]
+) -> list[Forecast]:
+    """When each fresh SLO metric with a threshold is predicted to cross it, calibrated on the
+    baseline (the rows before ``split``)."""
+    horizon = parse_duration(spec.remediation.horizon).total_seconds()
+    out = []
+    for i, metric in enumerate(spec.metrics):
+        if metric.threshold is None or i in stale:
+            continue
+        orient = -1.0 if metric.objective is Objective.MIN else 1.0
+        f = breach_forecast(
+            window.values[:, i],
+            metric.threshold,
+            step_s=window.step_s,
+            horizon_s=horizon,
+            split=split,
+            orient=orient,
+        )
+        if math.isfinite(f.now):
+            out.append(_forecast_evidence(metric.name, metric.threshold, f))
+    return out
+
+
+def _forecast_evidence(metric: str, threshold: float, f: BreachForecast) -> Forecast:
+    return Forecast(
+        metric=metric,
+        threshold=threshold,
+        value=_finite(f.now),
+        eta_seconds=f.eta_s if math.isfinite(f.eta_s) else None,
+        eta_low_seconds=f.eta_low_s if math.isfinite(f.eta_low_s) else None,
+        eta_high_seconds=f.eta_high_s if math.isfinite(f.eta_high_s) else None,
+        horizon_seconds=f.horizon_s,
+        probability=round(f.probability, 4),
+    )
 
 
 def long_run_spread(values: FloatArray) -> FloatArray:

@@ -576,10 +576,14 @@ def summary_text(namespace: str, plan: RemediationPlan, what: str) -> str:
     """One line for a person: which plan, what happened, on what, how sure."""
     spec = plan.spec
     top = ", ".join(f"{a.metric} z={a.z_score:+.1f}" for a in spec.evidence.anomalies[:3])
+    # The most likely breach first: "p99 predicted to cross 0.5 in about 3 min (2-5 min)".
+    ahead = sorted(spec.evidence.forecasts, key=lambda f: -f.probability)[:1]
     return (
         f"ajan: plan {namespace}/{plan.name} {what}: {spec.action.value} on rollout "
         f"{spec.target_ref.name} ({spec.severity.value}, confidence {spec.confidence:.2f}, "
-        f"mode {spec.mode.value})" + (f"; anomalous: {top}" if top else "")
+        f"mode {spec.mode.value})"
+        + (f"; anomalous: {top}" if top else "")
+        + "".join(f"; {f.sentence()}" for f in ahead if f.probability > 0.0)
     )
 
 
