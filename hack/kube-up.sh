@@ -9,8 +9,8 @@
 # Once /readyz answers it prints, on stdout, lines to eval:
 #   export KUBECONFIG=<dir>/admin.kubeconfig                       # user `ajan-admin`, group system:masters
 #   export AJAN_RESTRICTED_KUBECONFIG=<dir>/restricted.kubeconfig  # user `ajan-restricted`, no privileged group
-#   export AJAN_KUBE_DIR=<dir>
 #   export AJAN_KUBE_AUDIT_LOG=<the audit log>
+#   export AJAN_KUBE_DIR=<dir>                                     # last: the line to wait for
 # and writes the same lines to <dir>/env.sh. Progress and errors go to stderr; logs to <dir>/*.log.
 #
 # Environment (all optional): ETCD_PORT, ETCD_PEER_PORT, KUBE_APISERVER_PORT,
@@ -255,11 +255,13 @@ if [[ $with_kcm == 1 ]]; then
   wait_for kube-controller-manager "$kcm_pid" curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
 fi
 
+# AJAN_KUBE_DIR last: readers (ajan.simulate.stack.read_exports) stop at it, and a pipe may hand
+# them the lines in pieces.
 {
   echo "export KUBECONFIG=$dir/admin.kubeconfig"
   echo "export AJAN_RESTRICTED_KUBECONFIG=$dir/restricted.kubeconfig"
-  echo "export AJAN_KUBE_DIR=$dir"
   echo "export AJAN_KUBE_AUDIT_LOG=$audit_log"
+  echo "export AJAN_KUBE_DIR=$dir"
 } | tee "$dir/env.sh"
 log "ready: apiserver $server (etcd 127.0.0.1:$etcd_port$([[ $with_kcm == 1 ]] && echo ", controller-manager 127.0.0.1:$kcm_port")); Ctrl-C to stop"
 

@@ -282,7 +282,8 @@ def build_binaries(components: Sequence[str], *, show_progress: bool = False) ->
 def read_exports(
     proc: subprocess.Popen[bytes], stderr_log: Path, timeout: float = UP_TIMEOUT_S + 10
 ) -> dict[str, str]:
-    """Read kube-up.sh's ``export K=V`` lines until ``AJAN_KUBE_DIR``, with a deadline.
+    """Read kube-up.sh's ``export K=V`` lines until ``AJAN_KUBE_DIR`` (it prints that one last),
+    with a deadline.
 
     Raises `StackError`, with kube-up.sh's stderr, if the script exits first or the deadline passes.
     """
