@@ -43,7 +43,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TextIO, TypeVar
@@ -53,7 +53,7 @@ import httpx
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
-from ajan.models import GROUP, VERSION  # noqa: E402
+from ajan.models import GROUP, VERSION, Forecast  # noqa: E402
 from ajan.simulate.stack import (  # noqa: E402
     CANARY_METRICS,
     JOB,
@@ -83,6 +83,10 @@ FAULT: Final = {"kind": "leading_indicator", "rate": 0.02, "lead_s": 30.0, "dura
 ESCALATION_WINDOW_S: Final = 45.0
 INCIDENT_MIN_S: Final = 20.0
 HEALTHY_EVALUATIONS: Final = 5
+#: The canary's SLO: p99 under half a second (the generator's healthy p99 is about 0.39 s). A breach
+#: predicted within HORIZON counts; the demo's clock is fast (a 3-minute window), so is the horizon.
+SLO_P99_S: Final = 0.5
+HORIZON: Final = "20s"
 #: Deadlines of the story's steps: generous for a loaded 2-core machine; polls end as soon as they can.
 READY_TIMEOUT_S: Final = 120.0
 PLAN_TIMEOUT_S: Final = 150.0
@@ -277,6 +281,10 @@ def evidence_lines(evidence: dict[str, Any]) -> list[str]:
             f"  predicted: {p['metric']} in ~{p['lagSeconds']:g}s: z {p['expectedZ']:+.1f} "
             f"[{p['lowZ']:+.1f}, {p['highZ']:+.1f}], breach probability {p['breachProbability']:.0%}"
         )
+    for f in evidence.get("forecasts") or []:
+        lines.append(
+            f"  forecast:  {Forecast.model_validate(f).sentence()} (probability {f['probability']:.0%})"
+        )
     for d in evidence.get("drift") or []:
         lines.append(f"  drifted:   {d['metric']} (PSI {d['psi']:.2f}, KS p {d['ksPValue']:.1e})")
     return lines or ["  (no evidence recorded)"]
@@ -352,6 +360,54 @@ def live_values(prometheus_url: str) -> str:
             continue
         shown.append(f"{metric['name']} {fmt(value)}{'s' if metric['name'] == 'latency-p99' else ''}")
     return ", ".join(shown)
+
+
+def demo_metrics() -> list[dict[str, Any]]:
+    """The canary's metrics, p99 with its SLO threshold."""
+    return [
+        {**m, "objective": "max", "threshold": SLO_P99_S} if m["name"] == "latency-p99" else dict(m)
+        for m in CANARY_METRICS
+    ]
+
+
+def first_crossing(prometheus_url: str, since: float, threshold: float) -> float | None:
+    """When the canary's p99 first reached ``threshold`` after ``since`` (epoch seconds), per second."""
+    query = next(m["query"] for m in CANARY_METRICS if m["name"] == "latency-p99")
+    try:
+        response = httpx.get(
+            f"{prometheus_url}/api/v1/query_range",
+            params={"query": query, "start": since, "end": time.time(), "step": "1s"},
+            timeout=5,
+        )
+        values = response.json()["data"]["result"][0]["values"]
+    except (httpx.HTTPError, KeyError, IndexError, ValueError):
+        return None
+    return next((float(t) for t, v in values if float(v) >= threshold), None)
+
+
+def lead_line(plans: Iterable[dict[str, Any]], prometheus_url: str, fault_at: float) -> str:
+    """The measured lead: when ajan first paused or aborted the Rollout, against when p99 crossed
+    the SLO (from Prometheus, at one-second resolution)."""
+    acted = sorted(
+        (
+            dt.datetime.fromisoformat(p["status"]["executedAt"].replace("Z", "+00:00")).timestamp(),
+            p["spec"]["action"],
+        )
+        for p in plans
+        if p["spec"]["action"] in ("pause", "abort") and (p.get("status") or {}).get("executedAt")
+    )
+    crossed = first_crossing(prometheus_url, fault_at, SLO_P99_S)
+    if not acted:
+        return "lead: ajan did not pause or abort the Rollout"
+    at, action = acted[0]
+    told = f"lead: ajan's first {action} came {at - fault_at:.0f}s after the fault began"
+    if crossed is None:
+        return f"{told}; p99 never reached {SLO_P99_S:g}s"
+    lead = crossed - at
+    when = f"{lead:.0f}s before" if lead >= 0 else f"{-lead:.0f}s after"
+    return (
+        f"{told}, {when} p99 first crossed {SLO_P99_S:g}s ({crossed - fault_at:.0f}s after the fault began)"
+    )
 
 
 class Watch:
@@ -540,10 +596,18 @@ def story(
     metrics_text = ", ".join(
         f"{m['name']}{' (SLO)' if m.get('role') == 'slo' else ''}" for m in CANARY_METRICS
     )
-    cluster.apply(canary_policy(POLICY, interval_s=INTERVAL_S, remediation={"mode": "auto"}))
+    cluster.apply(
+        canary_policy(
+            POLICY,
+            interval_s=INTERVAL_S,
+            metrics=demo_metrics(),
+            remediation={"mode": "auto", "horizon": HORIZON},
+        )
+    )
     say.say(
         f"applied CorrelationPolicy {POLICY}: target Rollout {JOB}, every {INTERVAL_S:g}s over a 3m window "
-        f"at 1s steps, mode auto (ajan acts on the Rollout itself),\nmetrics {metrics_text};\n"
+        f"at 1s steps, mode auto (ajan acts on the Rollout itself),\nmetrics {metrics_text}; "
+        f"SLO: latency-p99 under {SLO_P99_S:g}s, breaches predicted {HORIZON} ahead count;\n"
         "ladder: confidence 0.5 -> annotate (info), 0.75 -> pause (warning), 0.9 -> abort (critical)"
     )
     watch = Watch(cluster, say, metrics.url)
@@ -567,6 +631,7 @@ def story(
     )
 
     say.stage(5)
+    fault_at = time.time()
     metrics.post_fault(**FAULT)
     say.say(
         f"injected a leading_indicator fault on the canary: its queue depth grows {FAULT['rate']:.0%} a "
@@ -579,9 +644,12 @@ def story(
         incident = (policy.get("status") or {}).get("incident") or {}
         elapsed = time.monotonic() - first_plan
         top = incident.get("action") == "abort"
-        return (top and elapsed > INCIDENT_MIN_S) or elapsed > ESCALATION_WINDOW_S
+        # Until p99 crosses the SLO too, so that the lead is measured.
+        crossed = first_crossing(metrics.url, fault_at, SLO_P99_S) is not None
+        return (top and crossed and elapsed > INCIDENT_MIN_S) or elapsed > ESCALATION_WINDOW_S
 
     watch.until(escalated, timeout=ESCALATION_WINDOW_S + 30, what="the incident to unfold")
+    say.say(lead_line(watch.plans.values(), metrics.url, fault_at))
 
     say.stage(6)
     metrics.clear_faults()

@@ -191,6 +191,16 @@ def test_demo_tells_the_operator_story_and_cleans_up(tmp_path: Path) -> None:
     assert "queue-depth" in evidence and "latency-p99" in evidence, evidence
     rollout = "/apis/argoproj.io/v1alpha1/namespaces/demo/rollouts/checkout"
     assert any(f"sent PATCH {rollout}" in line for line in demo.lines), out
+    # The measured lead: when ajan paused or aborted, against when p99 crossed its SLO.
+    assert any(
+        re.search(
+            r"lead: ajan's first (pause|abort) came \d+s after the fault began, "
+            r"\d+s (before|after) p99 first crossed 0.5s",
+            line,
+        )
+        for line in demo.lines
+    ), out
+    assert any("forecast:  latency-p99" in line for line in demo.lines), out
     assert any("-> Resolved" in line for line in demo.lines), out
     assert any("$ kubectl get correlationpolicies,remediationplans -n demo" in line for line in demo.lines)
     assert any("Resolved" in line and "remediationplan.aiops.ajan.dev/" in line for line in demo.lines), out
