@@ -19,6 +19,8 @@ Object = dict[str, Any]
 T = TypeVar("T")
 #: Generous for a loaded 2-core machine; each step here takes about a second.
 STEP_TIMEOUT_S: Final = 60.0
+IMAGE_1 = "registry.example/checkout:1"
+IMAGE_2 = "registry.example/checkout:2"
 
 
 @dataclass
@@ -126,3 +128,76 @@ class ArgoKit:
         except StackTimeoutError as err:
             message = f"{err}\n{self.describe(name)}"
         pytest.fail(message, pytrace=False)  # outside the except: no "during handling of" chain
+
+
+def healthy(argo: ArgoKit, name: str, replicas: int = 4) -> Object | None:
+    """The Rollout once Healthy with its current revision stable and all replicas available."""
+    rollout = argo.rollout(name)
+    status = rollout.get("status") or {}
+    if (
+        status.get("phase") == "Healthy"
+        and status.get("observedGeneration") == str(rollout["metadata"]["generation"])
+        and status.get("stableRS")
+        and status.get("stableRS") == status.get("currentPodHash")
+        and status.get("availableReplicas") == replicas
+    ):
+        return rollout
+    return None
+
+
+def running_pods(argo: ArgoKit, name: str, pod_hash: str) -> list[client.V1Pod]:
+    """The ReplicaSet ``pod_hash``'s pods that kwok runs: bound to its node, Running and Ready."""
+    return [
+        pod
+        for pod in argo.pods(name)
+        if pod.metadata.labels.get("rollouts-pod-template-hash") == pod_hash
+        and pod.metadata.deletion_timestamp is None
+        and pod.spec.node_name in argo.workloads.nodes
+        and pod.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    ]
+
+
+def scaled(argo: ArgoKit, name: str, pod_hash: str, replicas: int) -> bool:
+    """The ReplicaSet wants ``replicas`` and has exactly that many pods, all running: the pods of a
+    scale-down are gone, not merely being deleted."""
+    rs = argo.replicasets(name).get(pod_hash)
+    if rs is None or rs["spec"].get("replicas") != replicas:
+        return False
+    pods = [p for p in argo.pods(name) if p.metadata.labels.get("rollouts-pod-template-hash") == pod_hash]
+    return len(pods) == replicas and len(running_pods(argo, name, pod_hash)) == replicas
+
+
+def deploy_first_revision(argo: ArgoKit, name: str, steps: list[Object]) -> str:
+    """Create the Rollout and wait until its first revision is Healthy (steps apply only to
+    updates); return the stable pod-template hash."""
+    argo.create_rollout(name, steps, image=IMAGE_1)
+    rollout = argo.wait(name, "the first revision Healthy", lambda: healthy(argo, name))
+    stable: str = rollout["status"]["stableRS"]
+    argo.wait(name, "4 stable pods Running and Ready on kwok's nodes", lambda: scaled(argo, name, stable, 4))
+    return stable
+
+
+def at_step(argo: ArgoKit, name: str, index: int, *, paused: bool = False) -> Object | None:
+    """The Rollout once at step ``index`` (and, with ``paused``, its pause there in effect)."""
+    rollout = argo.rollout(name)
+    status = rollout.get("status") or {}
+    if status.get("currentStepIndex") != index:
+        return None
+    if paused and not (status.get("phase") == "Paused" and status.get("pauseConditions")):
+        return None
+    return rollout
+
+
+def aborted(argo: ArgoKit, name: str, stable: str, canary: str) -> Object | None:
+    """The Rollout aborted: Degraded, the canary scaled to nothing, the stable back to 4."""
+    rollout = argo.rollout(name)
+    status = rollout.get("status") or {}
+    if (
+        status.get("abort") is True
+        and status.get("phase") == "Degraded"
+        and scaled(argo, name, canary, 0)
+        and scaled(argo, name, stable, 4)
+    ):
+        return rollout
+    return None

@@ -166,3 +166,31 @@ def test_a_plan_for_another_rollout_fails_and_touches_nothing(
     assert step(executor, plans, policy_spec(), 1) == ["TargetMismatch"]
     assert plans.one("stray").current.phase is PlanPhase.FAILED
     assert rollout_kit.get("other")["spec"] == other["spec"]
+
+
+@pytest.mark.parametrize("paused", [True, False])
+def test_an_abort_lifts_a_pause_after_it_is_in(
+    admin_api: client.ApiClient, namespace: str, rollout_kit: RolloutKit, executor: Executor, paused: bool
+) -> None:
+    # Argo does not reconcile a paused Rollout's ReplicaSets: an abort under ajan's earlier pause
+    # would be recorded and never carried out (seen in tests/argo/test_beside_analysis.py).
+    rollout_kit.create_rollout("checkout")
+    if paused:
+        rollout_kit.custom.patch_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", namespace, "rollouts", "checkout", {"spec": {"paused": True}}
+        )
+    plans = Plans(admin_api, namespace)
+    plans.create("abort", "abort", status=proposed(0))
+    step(executor, plans, policy_spec(), 1)
+    plan = plans.one("abort")
+    assert plan.current.phase is PlanPhase.EXECUTED
+    sent = (plan.current.dry_run_patch or "").splitlines()
+    lifted = (
+        ['{"status": {"abort": true}}', '{"spec": {"paused": false}}']
+        if paused
+        else ['{"status": {"abort": true}}']
+    )
+    assert sent[:-1] == lifted, sent  # the abort first, then the pause lifted; the annotation last
+    after = rollout_kit.get("checkout")
+    assert after["status"]["abort"] is True
+    assert after["spec"].get("paused") is not True

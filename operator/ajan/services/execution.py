@@ -533,14 +533,19 @@ class Executor:
         """The patches of the plan's action, in sending order: the plugin's patch (none for a
         rollback already in place), then ajan's annotations naming this plan."""
         label = rollouts.annotate(plan.name, action.value, plan.spec.confidence)
+        # Argo skips ReplicaSet reconciliation while spec.paused holds: an abort or rollback on a
+        # paused Rollout (ajan's own earlier pause, typically) would be recorded and never carried
+        # out. The pause is lifted after the abort or rollback is in, so the canary cannot take a
+        # step in between (found against Argo's controller, tests/argo/test_beside_analysis.py).
+        lift = (rollouts.unpause(),) if (rollout.get("spec") or {}).get("paused") is True else ()
         if action is Action.PAUSE:
             return rollouts.pause(), label
         if action is Action.ABORT:
-            return rollouts.abort(), label
+            return rollouts.abort(), *lift, label
         if action is Action.ROLLBACK:
             replicasets = await self.client.replicasets(self.namespace, rollout)
             undo = rollouts.rollback(rollout, replicasets)
-            return (undo, label) if undo is not None else (label,)
+            return (undo, *lift, label) if undo is not None else (*lift, label)
         return (label,)
 
     async def _fail(self, plan: RemediationPlan, now: datetime, reason: str, message: str) -> None:
