@@ -176,6 +176,14 @@ def unpause() -> RolloutPatch:
     )
 
 
+def unpause_after(rollout: Mapping[str, Any]) -> tuple[RolloutPatch, ...]:
+    """The unpause patch if ``rollout`` is paused, to send after an abort or a rollback: Argo's
+    controller skips ReplicaSet reconciliation while ``spec.paused`` holds, so either would be
+    recorded and never carried out. After, never before: an unpaused canary not yet aborted could
+    take its next step (found against Argo's controller, tests/argo/test_beside_analysis.py)."""
+    return (unpause(),) if (rollout.get("spec") or {}).get("paused") is True else ()
+
+
 def _canary(rollout: Mapping[str, Any]) -> Mapping[str, Any] | None:
     canary = ((rollout.get("spec") or {}).get("strategy") or {}).get("canary")
     return canary if isinstance(canary, Mapping) else None

@@ -533,11 +533,9 @@ class Executor:
         """The patches of the plan's action, in sending order: the plugin's patch (none for a
         rollback already in place), then ajan's annotations naming this plan."""
         label = rollouts.annotate(plan.name, action.value, plan.spec.confidence)
-        # Argo skips ReplicaSet reconciliation while spec.paused holds: an abort or rollback on a
-        # paused Rollout (ajan's own earlier pause, typically) would be recorded and never carried
-        # out. The pause is lifted after the abort or rollback is in, so the canary cannot take a
-        # step in between (found against Argo's controller, tests/argo/test_beside_analysis.py).
-        lift = (rollouts.unpause(),) if (rollout.get("spec") or {}).get("paused") is True else ()
+        # A paused Rollout (ajan's own earlier pause, typically) would not carry out an abort or
+        # rollback: its pause is lifted after them.
+        lift = rollouts.unpause_after(rollout)
         if action is Action.PAUSE:
             return rollouts.pause(), label
         if action is Action.ABORT:
