@@ -45,7 +45,7 @@ from ajan.services.feedback import assessment_shifts, signature
 from ajan.services.incident import Decision, Outcome
 from ajan.services.severity import SeverityClassifier, load_classifier
 from ajan.services.step import evaluate
-from ajan.services.window import Bounds, raise_most_telling, spread_bounds, window_bounds
+from ajan.services.window import Bounds, raise_most_telling, spread_bounds, stable_columns, window_bounds
 from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
 #: Requests in flight at once: a long backtest must not flood the user's Prometheus.
@@ -55,6 +55,8 @@ TOP_METRICS: Final = 3
 TOP_IMPACTS: Final = 3
 #: Gaps listed in the table (all of them are in the JSON).
 TABLE_GAPS: Final = 10
+#: A CSV history's column of a metric's stable track is the metric's name with this suffix.
+STABLE_SUFFIX: Final = "@stable"
 #: Which error of several failed queries a person should see first (lower first).
 _RELATIVE: Final = re.compile(r"^-(?:(\d+)d)?((?:\d+(?:ms|s|m|h))*)$")
 
@@ -243,20 +245,28 @@ async def fetch_history(
         names the metric. Missing data is not an error: it is kept as NaN.
     """
     slots = asyncio.Semaphore(concurrency)
+    tracked = [m for m in spec.metrics if m.stable_query is not None]
     results = await asyncio.gather(
         *(_fetch_metric(source, m.query, grid, slots, max_points) for m in spec.metrics),
+        *(_fetch_metric(source, m.stable_query or "", grid, slots, max_points) for m in tracked),
         return_exceptions=True,
     )
-    raise_most_telling(spec, results)
-    columns = [r for r in results if isinstance(r, np.ndarray)]
+    raise_most_telling(spec, results, stable_of=tracked)
+    canary, stable = results[: len(spec.metrics)], results[len(spec.metrics) :]
+    columns = [r for r in canary if isinstance(r, np.ndarray)]
     values = np.column_stack(columns) if columns else np.zeros((grid.count, 0))
-    return MetricWindow(tuple(m.name for m in spec.metrics), grid.timestamps, values, grid.step)
+    tracks = {m.name: r for m, r in zip(tracked, stable, strict=True) if isinstance(r, np.ndarray)}
+    return MetricWindow(
+        tuple(m.name for m in spec.metrics), grid.timestamps, values, grid.step,
+        stable_columns(spec, tracks, grid.count),
+    )  # fmt: skip
 
 
 def load_history(path: str | Path, spec: CorrelationPolicySpec) -> MetricWindow:
     """A policy's metrics from a CSV file: a ``timestamp`` column (RFC 3339 / ISO 8601, or epoch
     seconds) and one column per metric of the policy, named as in the spec (other columns are
-    ignored); empty cells and ``NaN`` are missing samples.
+    ignored); empty cells and ``NaN`` are missing samples. A metric with a ``stableQuery`` may have
+    its stable track in a column named ``<metric>@stable``; without one it is judged on its own.
 
     Rows are placed on the policy's step grid from the first timestamp (to the nearest point): a
     grid point without a row is a gap, which the replay reports as evaluations without enough data.
@@ -268,8 +278,9 @@ def load_history(path: str | Path, spec: CorrelationPolicySpec) -> MetricWindow:
         repeated, two rows on one grid point, or an empty file: one line naming it.
     """
     names = tuple(m.name for m in spec.metrics)
+    tracks = tuple(f"{m.name}{STABLE_SUFFIX}" for m in spec.metrics if m.stable_query is not None)
     try:
-        table = read_table(path, columns=names, allow_extra=True)
+        table = read_table(path, columns=names, allow_extra=True, optional=tracks)
     except InputError as err:
         raise BacktestError(str(err)) from None
     if table.epochs is None:
@@ -293,10 +304,14 @@ def load_history(path: str | Path, spec: CorrelationPolicySpec) -> MetricWindow:
             f"{path}: rows {k + 2} and {k + 3} fall on one point of the policy's {spec.step} grid: "
             "export the metrics at spec.step, or set spec.step to the file's spacing"
         )
-    values = np.full((int(rows[-1]) + 1, len(names)), np.nan)
-    values[rows] = table.values
+    grid = np.full((int(rows[-1]) + 1, len(table.names)), np.nan)
+    grid[rows] = table.values
+    values = grid[:, : len(names)]
+    stable = {
+        name.removesuffix(STABLE_SUFFIX): grid[:, j] for j, name in enumerate(table.names) if j >= len(names)
+    }
     timestamps = epochs[0] + np.arange(values.shape[0], dtype=np.float64) * step
-    return MetricWindow(names, timestamps, values, step)
+    return MetricWindow(names, timestamps, values, step, stable_columns(spec, stable, values.shape[0]))
 
 
 # --- the replay -----------------------------------------------------------------------------------
@@ -416,11 +431,13 @@ def window_at(
         # further than --from): the rows before it are missing samples, as a gap in Prometheus is.
         missing = min(-offset, rows)
         known = history.tail(rows - missing, rows - missing)
+        gap = np.full((missing, len(history.names)), np.nan)
         return MetricWindow(
             history.names,
             first + np.arange(rows, dtype=np.float64) * step,
-            np.vstack([np.full((missing, len(history.names)), np.nan), known.values]),
+            np.vstack([gap, known.values]),
             step,
+            None if known.stable is None else np.vstack([gap, known.stable]),
         )
     return history.tail(offset + rows, rows)
 

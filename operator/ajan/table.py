@@ -62,13 +62,18 @@ def _parse_value(text: str, path: Path, line: int, column: str) -> float:
 
 
 def read_table(
-    path: str | Path, *, columns: tuple[str, ...] | None = None, allow_extra: bool = False
+    path: str | Path,
+    *,
+    columns: tuple[str, ...] | None = None,
+    allow_extra: bool = False,
+    optional: tuple[str, ...] = (),
 ) -> MetricTable:
     """Read a metric CSV with a header row; every column but ``timestamp`` is a metric.
 
     Empty cells and ``NaN`` are missing samples. With ``columns`` the file must
     have exactly those metric columns (in any order; they are returned in that order),
-    or at least those with ``allow_extra`` (the others are ignored).
+    or at least those with ``allow_extra`` (the others are ignored); of the ``optional``
+    columns, those the file has follow them.
 
     Raises
     ------
@@ -111,7 +116,7 @@ def read_table(
             raise InputError(f"{p}:{n}: {len(r)} fields, the header has {len(header)}")
     names = tuple(header[i] for i in metric_idx)
     if columns is not None:
-        unknown = [c for c in names if c not in columns]
+        unknown = [c for c in names if c not in columns and c not in optional]
         missing = [c for c in columns if c not in names]
         if missing:
             raise InputError(
@@ -120,8 +125,9 @@ def read_table(
             )
         if unknown and not allow_extra:
             raise InputError(f"{p}: unknown column {unknown[0]!r} (not in the input file)")
-        metric_idx = [header.index(c) for c in columns]
-        names = columns
+        present = tuple(c for c in optional if c in header)
+        metric_idx = [header.index(c) for c in (*columns, *present)]
+        names = (*columns, *present)
     values = np.array(
         [[_parse_value(r[i], p, n, header[i]) for i in metric_idx] for n, r in enumerate(body, 2)],
         dtype=float,

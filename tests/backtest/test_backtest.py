@@ -36,6 +36,7 @@ from ajan.backtest import (
     chunks,
     fetch_history,
     history_grid,
+    load_history,
     load_policy,
     parse_range,
     parse_time,
@@ -53,7 +54,7 @@ from ajan.clients.prometheus import (
     QueryFailed,
     RangeResult,
 )
-from ajan.models import CorrelationPolicy, Incident
+from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident
 from ajan.services.assessment import MetricWindow, nominal_rows
 from ajan.services.severity import load_classifier
 from ajan.services.step import evaluate
@@ -749,3 +750,18 @@ def test_a_window_reaching_before_a_csv_history_is_missing_samples() -> None:
     before = got.timestamps < T0
     assert before.any() and np.isnan(got.values[before]).all()
     np.testing.assert_array_equal(got.values[~before], history.values[: int((~before).sum())])
+
+
+def test_a_csv_history_carries_the_stable_track_of_a_metric_that_has_one(tmp_path: Path) -> None:
+    doc = _policy_doc()
+    doc["spec"]["metrics"][0]["stableQuery"] = 'latency{track="stable"}'
+    spec = CorrelationPolicySpec.model_validate(doc["spec"])
+    csv = tmp_path / "history.csv"
+    rows = [f"{T0 + k * STEP:.0f},{0.1 + k},{0.2 + k},0.01,5" for k in range(4)]
+    csv.write_text("timestamp,latency@stable,latency,errors,cpu\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    history = load_history(csv, spec)
+    assert history.stable is not None
+    np.testing.assert_allclose(history.stable[:, 0], 0.1 + np.arange(4))
+    np.testing.assert_allclose(history.values[:, 0], 0.2 + np.arange(4))
+    assert np.isnan(history.stable[:, 1:]).all()  # no stable track: judged on their own
+    assert load_history(csv, POLICY.spec).stable is None  # the column is only read when asked for

@@ -71,6 +71,10 @@ class Anomaly(KubeModel):
     baseline: StrictFloat
     """Typical value in the baseline window, in the metric's unit."""
 
+    stable: StrictFloat | None = None
+    """The stable track's current value, when the metric has a stableQuery (the baseline is then
+    the stable track's usual level, and the canary is judged by its excess over stable)."""
+
     z_score: StrictFloat
     """Calibrated z-score of the current value (signed: positive is above normal)."""
 

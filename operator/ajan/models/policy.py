@@ -64,6 +64,12 @@ class Metric(KubeModel):
     query: Annotated[StrictStr, StringConstraints(min_length=1, max_length=4096)]
     """PromQL query; it must return one series (aggregate with sum/avg/histogram_quantile)."""
 
+    stable_query: Annotated[StrictStr, StringConstraints(min_length=1, max_length=4096)] | None = None
+    """PromQL query of the same metric on the stable track (one series). ajan then judges the
+    canary's excess over the stable track at each time: a load spike or a daily ramp that moves both
+    tracks cancels out, and before the canary's first sample the stable track's history stands for
+    its past, so a canary worse than stable from its first minute is an anomaly."""
+
     role: MetricRole = MetricRole.SIGNAL
     """slo: an objective to protect; signal: evidence that may lead an SLO metric."""
 

@@ -46,6 +46,7 @@ from ajan.analysis.drift import detect_drift
 from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
 from ajan.analysis.robust import quiet_nanmedian
+from ajan.analysis.versus import against_stable
 from ajan.clients.prometheus import InsufficientData
 from ajan.models import (
     Anomaly,
@@ -88,23 +89,39 @@ class MetricWindow:
     names: the policy's metric names, in spec order.
     timestamps: epoch seconds, shape (T,), evenly spaced by ``step_s``.
     values: shape (T, N), NaN where a metric has no sample.
+    stable: the stable track of the metrics with a ``stableQuery``, shape (T, N), NaN elsewhere;
+        None when no metric has one.
     """
 
     names: tuple[str, ...]
     timestamps: FloatArray
     values: FloatArray
     step_s: float
+    stable: FloatArray | None = None
 
     def __post_init__(self) -> None:
-        if self.values.shape != (self.timestamps.size, len(self.names)):
-            raise ValueError(
-                f"values shaped {self.values.shape}, expected ({self.timestamps.size}, {len(self.names)})"
-            )
+        shape = (self.timestamps.size, len(self.names))
+        if self.values.shape != shape:
+            raise ValueError(f"values shaped {self.values.shape}, expected {shape}")
+        if self.stable is not None and self.stable.shape != shape:
+            raise ValueError(f"stable shaped {self.stable.shape}, expected {shape}")
 
     def tail(self, end: int, rows: int) -> MetricWindow:
         """The ``rows`` rows ending before row ``end`` (a backtest's sliding window)."""
         start = max(0, end - rows)
-        return MetricWindow(self.names, self.timestamps[start:end], self.values[start:end], self.step_s)
+        stable = None if self.stable is None else self.stable[start:end]
+        return MetricWindow(
+            self.names, self.timestamps[start:end], self.values[start:end], self.step_s, stable
+        )
+
+    def judged(self, split: int) -> MetricWindow:
+        """The window as ajan judges it: each metric with a stable track as the canary's excess
+        over it (:func:`ajan.analysis.versus.against_stable`, baseline before row ``split``)."""
+        if self.stable is None:
+            return self
+        return MetricWindow(
+            self.names, self.timestamps, against_stable(self.values, self.stable, split), self.step_s
+        )
 
 
 @dataclass(frozen=True)
@@ -321,6 +338,7 @@ def assess(
         sample, or the window is too short for the detector to learn what normal is.
     """
     names = window.names
+    raw, window = window, window.judged(scored_from(window, current_from))
     checked = _check_data(spec, window)
     coverage = checked.coverage
     rows = window.values.shape[0]
@@ -360,7 +378,7 @@ def assess(
             + "; the other metrics show nothing, and nothing is cleared without them"
         )
     decisive = score >= spec.anomaly.threshold or rung is not None
-    anomalies = _anomalies(spec, window, split, z, now.z, now.orient, metric_scores, decisive, base, cur)
+    anomalies = _anomalies(spec, raw, split, z, now.z, now.orient, metric_scores, decisive, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
     drifted = [
         Drift(
@@ -413,6 +431,18 @@ def assess(
     )
 
 
+def scored_from(window: MetricWindow, current_from: float | None) -> int:
+    """The row where the scored part of ``window`` starts: at ``current_from``, by default its
+    newest quarter (:func:`current_rows`), and never within the last :data:`PERSISTENCE_ROWS`."""
+    # The newest quarter is judged against the rest: calibrating against a trailing reference that
+    # includes the incident would teach the detector that the incident is normal.
+    rows = window.values.shape[0]
+    if current_from is None:
+        return rows - current_rows(rows)
+    split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
+    return max(min(split, rows - PERSISTENCE_ROWS), 0)
+
+
 def _detect(
     spec: CorrelationPolicySpec, window: MetricWindow, current_from: float | None, hold: bool
 ) -> tuple[DetectorConfig, int, DetectionResult]:
@@ -424,13 +454,7 @@ def _detect(
             f"the window holds {rows} samples per metric, too few to learn what normal is: "
             "lengthen window or shorten step"
         )
-    # The newest quarter is judged against the rest: calibrating against a trailing reference that
-    # includes the incident would teach the detector that the incident is normal.
-    if current_from is None:
-        split = rows - current_rows(rows)
-    else:
-        split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
-        split = min(max(split, 0), rows - PERSISTENCE_ROWS)
+    split = scored_from(window, current_from)
     try:
         return config, split, detect(window.values[split:], window.values[:split], config)
     except InsufficientDataError as err:
@@ -652,6 +676,8 @@ def _anomalies(
     for i in listed.tolist():
         column = window.values[:, i]
         finite = np.flatnonzero(np.isfinite(column))
+        stable = None if window.stable is None else window.stable[:, i]
+        stable_now = stable[np.isfinite(stable)] if stable is not None else np.empty(0)
         # Onset: after the last row whose score was under half the threshold (a dip does not reset it).
         with np.errstate(invalid="ignore"):
             row_scores = zscore_to_score(np.nan_to_num(np.maximum(z[:, i] * orient[i], 0.0)), z_half)
@@ -663,6 +689,7 @@ def _anomalies(
                 metric=window.names[i],
                 value=_finite(float(column[finite[-1]])) if finite.size else 0.0,
                 baseline=_finite(float(np.median(base_finite))) if base_finite.size else 0.0,
+                stable=_finite(float(stable_now[-1])) if stable_now.size else None,
                 z_score=round(_finite(float(z_now[i])), 3),
                 p95=_optional(float(tails.current[0, i])),
                 p99=_optional(float(tails.current[1, i])),

@@ -24,7 +24,7 @@ from ajan.clients.prometheus import (
     QueryFailed,
     RangeResult,
 )
-from ajan.models import CorrelationPolicySpec, parse_duration
+from ajan.models import CorrelationPolicySpec, Metric, parse_duration
 from ajan.services.assessment import (
     MIN_SPREAD_POINTS,
     FloatArray,
@@ -73,14 +73,23 @@ class Bounds:
         return round((self.end - self.start) / self.step) + 1
 
 
-def raise_most_telling(spec: CorrelationPolicySpec, results: Sequence[object]) -> None:
+def raise_most_telling(
+    spec: CorrelationPolicySpec, results: Sequence[object], *, stable_of: Sequence[Metric] = ()
+) -> None:
     """Of the per-metric ``results`` (as ``gather(..., return_exceptions=True)`` gives them), raise the
     error a person should see first, its message naming the metric and every other metric that
-    failed the same way; any other exception as is."""
+    failed the same way; any other exception as is.
+
+    ``results`` may go on with the stable-track queries of the metrics ``stable_of``: one that found
+    no data is no error (the canary is then judged on its own), any other failure is.
+    """
+    named = [*((m.name, False) for m in spec.metrics), *((m.name, True) for m in stable_of)]
     errors: list[tuple[str, MetricSourceError]] = []
-    for metric, result in zip(spec.metrics, results, strict=True):
+    for (name, stable), result in zip(named, results, strict=True):
+        if isinstance(result, InsufficientData) and stable:
+            continue
         if isinstance(result, MetricSourceError):
-            errors.append((metric.name, result))
+            errors.append((f"{name} (stable track)" if stable else name, result))
         elif isinstance(result, BaseException):
             raise result
     if errors:
@@ -177,10 +186,28 @@ async def fetch_window(
     MetricSourceError
         The most telling of the queries' errors; its message names the metric.
     """
+    tracked = [m for m in spec.metrics if m.stable_query is not None]
     results = await asyncio.gather(
-        *(source.query_range(m.query, start, end, step) for m in spec.metrics), return_exceptions=True
+        *(source.query_range(m.query, start, end, step) for m in spec.metrics),
+        *(source.query_range(m.stable_query or "", start, end, step) for m in tracked),
+        return_exceptions=True,
     )
-    raise_most_telling(spec, results)
-    series = [r for r in results if isinstance(r, RangeResult)]
+    canary, stable = results[: len(spec.metrics)], results[len(spec.metrics) :]
+    raise_most_telling(spec, [*canary, *stable], stable_of=tracked)
+    series = [r for r in canary if isinstance(r, RangeResult)]
     values = np.column_stack([r.values for r in series])
-    return MetricWindow(tuple(m.name for m in spec.metrics), series[0].timestamps, values, step)
+    columns = {m.name: r.values for m, r in zip(tracked, stable, strict=True) if isinstance(r, RangeResult)}
+    return MetricWindow(
+        tuple(m.name for m in spec.metrics), series[0].timestamps, values, step,
+        stable_columns(spec, columns, values.shape[0]),
+    )  # fmt: skip
+
+
+def stable_columns(
+    spec: CorrelationPolicySpec, columns: dict[str, FloatArray], rows: int
+) -> FloatArray | None:
+    """The stable tracks of the policy's metrics as one (rows, n_metrics) array, NaN for a metric
+    without one (or without data), or None when no metric has a ``stableQuery``."""
+    if not any(m.stable_query is not None for m in spec.metrics):
+        return None
+    return np.column_stack([columns.get(m.name, np.full(rows, np.nan)) for m in spec.metrics])
