@@ -338,11 +338,12 @@ def assess(
         sample, or the window is too short for the detector to learn what normal is.
     """
     names = window.names
-    raw, window = window, window.judged(scored_from(window, current_from))
+    split = scored_from(window, current_from)
+    raw, window = window, window.judged(split)
     checked = _check_data(spec, window)
     coverage = checked.coverage
     rows = window.values.shape[0]
-    config, split, result = _detect(spec, window, current_from, hold)
+    config, result = _detect(spec, window, split, hold)
     z = result.zscores  # (rows - split, N), signed, calibrated
     now = _now(spec, window, split, z, spread)
     bad_now = now.bad
@@ -444,9 +445,9 @@ def scored_from(window: MetricWindow, current_from: float | None) -> int:
 
 
 def _detect(
-    spec: CorrelationPolicySpec, window: MetricWindow, current_from: float | None, hold: bool
-) -> tuple[DetectorConfig, int, DetectionResult]:
-    """The detector scaled to the window, the row where the scored part starts, and its result."""
+    spec: CorrelationPolicySpec, window: MetricWindow, split: int, hold: bool
+) -> tuple[DetectorConfig, DetectionResult]:
+    """The detector scaled to the window, and its result on the rows from ``split`` on."""
     rows = window.values.shape[0]
     config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
     if config.min_calibration < MIN_REFERENCE:
@@ -454,9 +455,8 @@ def _detect(
             f"the window holds {rows} samples per metric, too few to learn what normal is: "
             "lengthen window or shorten step"
         )
-    split = scored_from(window, current_from)
     try:
-        return config, split, detect(window.values[split:], window.values[:split], config)
+        return config, detect(window.values[split:], window.values[:split], config)
     except InsufficientDataError as err:
         raise InsufficientData(
             f"the window holds {rows} samples per metric, the detector needs {min_rows(config)}: "
@@ -676,8 +676,8 @@ def _anomalies(
     for i in listed.tolist():
         column = window.values[:, i]
         finite = np.flatnonzero(np.isfinite(column))
-        stable = None if window.stable is None else window.stable[:, i]
-        stable_now = stable[np.isfinite(stable)] if stable is not None else np.empty(0)
+        stable_now = np.empty(0) if window.stable is None else window.stable[:, i]
+        stable_now = stable_now[np.isfinite(stable_now)]
         # Onset: after the last row whose score was under half the threshold (a dip does not reset it).
         with np.errstate(invalid="ignore"):
             row_scores = zscore_to_score(np.nan_to_num(np.maximum(z[:, i] * orient[i], 0.0)), z_half)

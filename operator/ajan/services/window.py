@@ -193,7 +193,7 @@ async def fetch_window(
         return_exceptions=True,
     )
     canary, stable = results[: len(spec.metrics)], results[len(spec.metrics) :]
-    raise_most_telling(spec, [*canary, *stable], stable_of=tracked)
+    raise_most_telling(spec, results, stable_of=tracked)
     series = [r for r in canary if isinstance(r, RangeResult)]
     values = np.column_stack([r.values for r in series])
     columns = {m.name: r.values for m, r in zip(tracked, stable, strict=True) if isinstance(r, RangeResult)}
