@@ -25,14 +25,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
-from ajan.analysis.robust import FloatArray, quiet_nanmedian, quiet_nanquantile
+from ajan.analysis.robust import NOW_ROWS, FloatArray, quiet_nanmedian, quiet_nanquantile
 
 #: Fewest samples a line is fitted to.
 MIN_POINTS: Final = 4
 #: Fewest earlier forecasts whose errors calibrate the spread at each lead.
 MIN_ERRORS: Final = 10
-#: Samples whose median is "now" when telling whether the metric is beyond its bound already.
-NOW_ROWS: Final = 3
 #: Coverage of the crossing-time interval.
 INTERVAL: Final = 0.9
 

@@ -21,6 +21,8 @@ from numpy.typing import ArrayLike, NDArray
 #: Consistency constants: for normal data, MAD * 1.4826 and IQR / 1.349 estimate sigma.
 MAD_TO_SIGMA: Final = 1.482602218505602
 IQR_TO_SIGMA: Final = 1.3489795003921634
+#: Samples whose median is "now": one outlying sample alone is never a state (beyond a bound, anomalous).
+NOW_ROWS: Final = 3
 
 ScaleMethod = Literal["mad", "iqr"]
 

@@ -9,7 +9,7 @@ How the confidence is made (until the severity model and feedback calibration of
    the window's length), kept only in the direction the policy calls bad (``objective``): a canary
    that got *faster* is not an incident. A two-sided metric (``both``) is bad in the direction it
    moved, and every later step sees it that way.
-2. "Now" is the median of the last :data:`PERSISTENCE_ROWS` rows, so one spiky sample (a flaky
+2. "Now" is the median of the last :data:`NOW_ROWS` rows, so one spiky sample (a flaky
    metric) cannot open an incident; a real step change costs one step of delay.
    With the metric's long-run spread (:func:`long_run_spread`, over a week), the z-score is capped
    at how far "now" is from the baseline's median in units of that spread: a metric that wanders
@@ -45,7 +45,7 @@ from ajan.analysis.detector import DetectionResult, DetectorConfig, Insufficient
 from ajan.analysis.drift import detect_drift
 from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
-from ajan.analysis.robust import quiet_nanmedian
+from ajan.analysis.robust import NOW_ROWS, quiet_nanmedian
 from ajan.analysis.versus import against_stable
 from ajan.clients.prometheus import InsufficientData
 from ajan.models import (
@@ -65,8 +65,6 @@ from ajan.services.features import DecisionFeatures, decision_features
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Rows whose median is "now": one outlying sample alone never opens an incident.
-PERSISTENCE_ROWS: Final = 3
 #: Finite samples a long-run spread needs before it bounds anything.
 MIN_SPREAD_POINTS: Final = 24
 #: A metric's newest sample may be this many rows old (and at least a minute) before it is stale.
@@ -163,7 +161,7 @@ class Assessment:
 
 def current_rows(rows: int) -> int:
     """Rows of a ``rows``-row window that are scored against the rest (the newest quarter)."""
-    return max(2 * PERSISTENCE_ROWS, rows // 4)
+    return max(2 * NOW_ROWS, rows // 4)
 
 
 def nominal_rows(spec: CorrelationPolicySpec) -> int:
@@ -255,7 +253,7 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> DataCheck:
         # Every metric at once, so that a user fixes all of their queries in one go.
         raise InsufficientData("; ".join(problems) + "; no action is taken without enough recent data")
     judged = np.setdiff1d(np.arange(len(window.names)), stale)
-    recent = present[-max(PERSISTENCE_ROWS, rows // 6) :][:, judged]
+    recent = present[-max(NOW_ROWS, rows // 6) :][:, judged]
     return DataCheck(float(recent.mean()), tuple(stale), tuple(notes))
 
 
@@ -434,14 +432,14 @@ def assess(
 
 def scored_from(window: MetricWindow, current_from: float | None) -> int:
     """The row where the scored part of ``window`` starts: at ``current_from``, by default its
-    newest quarter (:func:`current_rows`), and never within the last :data:`PERSISTENCE_ROWS`."""
+    newest quarter (:func:`current_rows`), and never within the last :data:`NOW_ROWS`."""
     # The newest quarter is judged against the rest: calibrating against a trailing reference that
     # includes the incident would teach the detector that the incident is normal.
     rows = window.values.shape[0]
     if current_from is None:
         return rows - current_rows(rows)
     split = int(np.searchsorted(window.timestamps, current_from - 1e-6))
-    return max(min(split, rows - PERSISTENCE_ROWS), 0)
+    return max(min(split, rows - NOW_ROWS), 0)
 
 
 def _detect(
@@ -477,7 +475,7 @@ class Now:
 def _now(
     spec: CorrelationPolicySpec, window: MetricWindow, split: int, z: FloatArray, spread: FloatArray | None
 ) -> Now:
-    recent = z[-PERSISTENCE_ROWS:]
+    recent = z[-NOW_ROWS:]
     with np.errstate(invalid="ignore"):
         z_now = quiet_nanmedian(recent.copy(), axis=0)  # signed
     orient = orientation(spec, z_now)
@@ -636,7 +634,7 @@ def spread_bound(values: FloatArray, split: int, orient: FloatArray, spread: Flo
     bound). A spread of 0 (a metric constant all week) is floored at 1 % of the baseline's level
     (1e-6 at level 0), so that its first real move still scores.
     """
-    now = quiet_nanmedian(values[-PERSISTENCE_ROWS:].copy(), axis=0)
+    now = quiet_nanmedian(values[-NOW_ROWS:].copy(), axis=0)
     level = quiet_nanmedian(values[:split].copy(), axis=0)
     floor = np.maximum(1e-6, 0.01 * np.abs(np.nan_to_num(level)))
     with np.errstate(invalid="ignore", divide="ignore"):
