@@ -67,7 +67,9 @@ from ajan.simulate.stack import (  # noqa: E402
     build_binaries,
     canary_policy,
     canary_rollout,
+    first_p99_at_or_above,
     install_prometheus,
+    slo_metrics,
     wait_for,
 )
 
@@ -364,29 +366,6 @@ def live_values(prometheus_url: str) -> str:
     return ", ".join(shown)
 
 
-def demo_metrics() -> list[dict[str, Any]]:
-    """The canary's metrics, p99 with its SLO threshold."""
-    return [
-        {**m, "objective": "max", "threshold": SLO_P99_S} if m["name"] == "latency-p99" else dict(m)
-        for m in CANARY_METRICS
-    ]
-
-
-def first_crossing(prometheus_url: str, since: float, threshold: float) -> float | None:
-    """When the canary's p99 first reached ``threshold`` after ``since`` (epoch seconds), per second."""
-    query = next(m["query"] for m in CANARY_METRICS if m["name"] == "latency-p99")
-    try:
-        response = httpx.get(
-            f"{prometheus_url}/api/v1/query_range",
-            params={"query": query, "start": since, "end": time.time(), "step": "1s"},
-            timeout=5,
-        )
-        values = response.json()["data"]["result"][0]["values"]
-    except (httpx.HTTPError, KeyError, IndexError, ValueError):
-        return None
-    return next((float(t) for t, v in values if float(v) >= threshold), None)
-
-
 def lead_line(plans: Iterable[dict[str, Any]], prometheus_url: str, fault_at: float) -> str:
     """The measured lead: when ajan first paused or aborted the Rollout, against when p99 crossed
     the SLO (from Prometheus, at one-second resolution)."""
@@ -398,7 +377,7 @@ def lead_line(plans: Iterable[dict[str, Any]], prometheus_url: str, fault_at: fl
         for p in plans
         if p["spec"]["action"] in ("pause", "abort") and (p.get("status") or {}).get("executedAt")
     )
-    crossed = first_crossing(prometheus_url, fault_at, SLO_P99_S)
+    crossed = first_p99_at_or_above(prometheus_url, fault_at, SLO_P99_S)
     if not acted:
         return "lead: ajan did not pause or abort the Rollout"
     at, action = acted[0]
@@ -602,7 +581,7 @@ def story(
         canary_policy(
             POLICY,
             interval_s=INTERVAL_S,
-            metrics=demo_metrics(),
+            metrics=slo_metrics(SLO_P99_S),
             remediation={"mode": "auto", "horizon": HORIZON},
         )
     )
@@ -647,7 +626,7 @@ def story(
         elapsed = time.monotonic() - first_plan
         top = incident.get("action") == "abort"
         # Until p99 crosses the SLO too, so that the lead is measured.
-        crossed = first_crossing(metrics.url, fault_at, SLO_P99_S) is not None
+        crossed = first_p99_at_or_above(metrics.url, fault_at, SLO_P99_S) is not None
         return (top and crossed and elapsed > INCIDENT_MIN_S) or time.time() - fault_at > ESCALATION_WINDOW_S
 
     watch.until(escalated, timeout=ESCALATION_WINDOW_S + 30, what="the incident to unfold")

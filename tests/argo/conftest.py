@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
@@ -28,9 +28,11 @@ from ajan.simulate.argo import (
     binaries,
     binary_version,
 )
-from ajan.simulate.stack import StackError, wait_for
+from ajan.simulate.stack import OperatorProcess, StackError, wait_for
 from support.kube import FIELD_MANAGER, Kube
+from support.prometheus import StartWithHistory
 
+from .guard import PAUSED_AT_25, Guard, Guarded, start_guarded
 from .kit import STEP_TIMEOUT_S, ArgoKit, Object
 
 T = TypeVar("T")
@@ -98,3 +100,18 @@ def argo(
         yield ArgoKit(admin_api, namespace, controller, workloads)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def guard(
+    argo: ArgoKit,
+    prometheus_with_history: StartWithHistory,
+    ajan_operator: Callable[..., OperatorProcess],
+) -> Guard:
+    """Factory: ``guard(mode, steps, ...)`` starts a canary under ajan's policy and Argo's analysis
+    (`start_guarded`) on this test's servers."""
+
+    def start(mode: str, steps: list[Object] = PAUSED_AT_25, **options: Any) -> Guarded:
+        return start_guarded(argo, prometheus_with_history, ajan_operator, mode, steps, **options)
+
+    return start

@@ -13,125 +13,29 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from typing import Final
 
-import httpx
 import pytest
 
-from ajan.simulate.stack import CANARY_METRICS, JOB, OperatorProcess, canary_policy
+from ajan.simulate.stack import JOB, first_p99_at_or_above
 from support.operator import Cluster
-from support.prometheus import HistoryStack, StartWithHistory
 
-from .kit import IMAGE_2, ArgoKit, Object, aborted, deploy_first_revision
+from .guard import SLO_P99_S, Guard, Guarded, first_action, running_analysis
+from .kit import ArgoKit, Object, aborted, at_step, healthy, scaled
 
 pytestmark = pytest.mark.kube_controller_manager  # namespaces' `default` service account, GC
 
-SLO_P99_S: Final = 0.5
-SLO_ERROR_RATIO: Final = 0.05
-#: Argo's interval, compressed twelvefold with everything else (a 3-minute window at 1 s steps).
-ANALYSIS_INTERVAL: Final = "5s"
-#: Healthy history the generator backfills: ajan's 3-minute window and its baseline are there at once.
-HISTORY_S: Final = 300.0
-#: Deadline for the fault to play out: the creep reaches the SLO after about a minute.
-FAULT_TIMEOUT_S: Final = 240.0
-
-
-def slo_template(prometheus_url: str) -> Object:
-    """The AnalysisTemplate a team writes for a canary: p99 and the error ratio under their SLOs."""
-    queries = {m["name"]: m["query"] for m in CANARY_METRICS}
-
-    def metric(name: str, query: str, bound: float) -> Object:
-        return {
-            "name": name,
-            "interval": ANALYSIS_INTERVAL,
-            "failureLimit": 2,
-            # An empty answer (no traffic yet) is inconclusive, not a pass: Argo's own idiom.
-            "successCondition": f"len(result) == 0 || result[0] < {bound}",
-            "provider": {"prometheus": {"address": prometheus_url, "query": query}},
-        }
-
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "slo"},
-        "spec": {
-            "metrics": [
-                metric("latency-p99", queries["latency-p99"], SLO_P99_S),
-                metric("error-ratio", queries["error-ratio"], SLO_ERROR_RATIO),
-            ]
-        },
-    }
-
-
-def guarded_policy(name: str, mode: str) -> Object:
-    """ajan's policy on the same Rollout: the same SLO on p99, breaches predicted 20 s ahead count."""
-    metrics = [
-        {**m, "objective": "max", "threshold": SLO_P99_S} if m["name"] == "latency-p99" else dict(m)
-        for m in CANARY_METRICS
-    ]
-    return canary_policy(name, metrics=metrics, remediation={"mode": mode, "horizon": "20s"})
-
-
-def epoch(stamp: str) -> float:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def first_at_or_above(prometheus_url: str, query: str, since: float, bound: float) -> float | None:
-    """When ``query`` first reached ``bound`` after ``since``, at one-second resolution."""
-    response = httpx.get(
-        f"{prometheus_url}/api/v1/query_range",
-        params={"query": query, "start": since, "end": time.time(), "step": "1s"},
-        timeout=10,
-    )
-    result = response.json()["data"]["result"]
-    values = result[0]["values"] if result else []
-    return next((float(t) for t, v in values if float(v) >= bound), None)
-
-
-Guarded = tuple[ArgoKit, HistoryStack, Cluster, str]
+#: Deadline for the fault to play out. The generator's latency follows its daily load on the wall
+#: clock (``day_seconds=86400``): p99 reaches the SLO about 3 minutes into the creep at mid-day and
+#: about 5 at midnight's low load; Argo needs three failed measurements more.
+FAULT_TIMEOUT_S: Final = 420.0
 
 
 @pytest.fixture(params=["dry-run"])
-def guarded(
-    request: pytest.FixtureRequest,
-    argo: ArgoKit,
-    prometheus_with_history: StartWithHistory,
-    ajan_operator: Callable[..., OperatorProcess],
-) -> Guarded:
-    """A Rollout at its canary step under Argo's analysis and ajan's policy (in the mode the test
-    parametrizes, dry-run by default); returns the stable ReplicaSet's hash too."""
-    stack = prometheus_with_history(HISTORY_S, day_seconds=86400)
-    ajan_operator(stack.url)
-    argo.create("analysistemplates", slo_template(stack.url))
-    steps: list[Object] = [{"setWeight": 25}, {"pause": {}}]
-    stable = deploy_first_revision(argo, JOB, steps)
-    # From the canary's pause on, Argo's analysis runs in the background, as teams write it.
-    analysis = {"templates": [{"templateName": "slo"}], "startingStep": 1}
-    argo.custom.patch_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", argo.namespace, "rollouts", JOB,
-        {"spec": {"strategy": {"canary": {"steps": steps, "analysis": analysis}}}},
-    )  # fmt: skip
-    argo.set_image(JOB, IMAGE_2)
-    cluster = Cluster(argo.api, argo.namespace)
-    cluster.apply(guarded_policy("guard", request.param))
-    stack.wait_for_scrapes(3)
-    return argo, stack, cluster, stable
-
-
-def running_analysis(argo: ArgoKit) -> Object | None:
-    runs = argo.analysis_runs()
-    return runs[0] if runs and (runs[0].get("status") or {}).get("phase") == "Running" else None
-
-
-def first_action(cluster: Cluster) -> tuple[float, str] | None:
-    """When ajan first decided to pause or abort the Rollout (the plan's ``proposedAt``), and which."""
-    acted = sorted(
-        (epoch(p["status"]["proposedAt"]), p["spec"]["action"])
-        for p in cluster.plans()
-        if p["spec"]["action"] in ("pause", "abort") and (p.get("status") or {}).get("proposedAt")
-    )
-    return acted[0] if acted else None
+def guarded(request: pytest.FixtureRequest, guard: Guard) -> Guarded:
+    """A Rollout paused at 25 % under Argo's analysis and ajan's policy (in the mode the test
+    parametrizes, dry-run by default)."""
+    return guard(request.param)
 
 
 def healthy_canary(argo: ArgoKit, cluster: Cluster, stable: str) -> tuple[Object, str]:
@@ -164,9 +68,7 @@ def test_ajan_decides_on_a_latency_creep_before_argos_analysis_fails(guarded: Gu
     acted = first_action(cluster)
     assert acted is not None, "ajan never decided to pause or abort the Rollout"
     ajan_at, action = acted
-    crossed = first_at_or_above(
-        stack.url, next(m["query"] for m in CANARY_METRICS if m["name"] == "latency-p99"), fault_at, SLO_P99_S
-    )
+    crossed = first_p99_at_or_above(stack.url, fault_at, SLO_P99_S)
     assert crossed is not None
     print(
         f"\nfault at 0 s; ajan's {action} at {ajan_at - fault_at:.0f} s; p99 >= {SLO_P99_S} s at "
@@ -204,3 +106,60 @@ def test_ajans_abort_makes_argo_scale_the_canary_down_and_end_its_analysis(guard
 
     # Argo stops its own background analysis when the Rollout is aborted: it never had to fail.
     assert argo.wait(JOB, "the AnalysisRun ended", ended)["status"]["phase"] == "Successful"
+
+
+def test_a_healthy_canary_under_both_guards_is_promoted_to_full_weight(guard: Guard) -> None:
+    """Neither guard stands in a healthy canary's way: through a timed pause under Argo's analysis
+    and ajan in auto mode, the new revision becomes stable and ajan wrote no plan."""
+    steps: list[Object] = [{"setWeight": 25}, {"pause": {"duration": "40s"}}]
+    argo, _, cluster, stable = guard("auto", steps)
+    rollout = argo.wait(JOB, "the timed pause (step 1)", lambda: at_step(argo, JOB, 1))
+    canary: str = rollout["status"]["currentPodHash"]
+    assert canary != stable
+    during = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # ajan evaluated the canary while it was at 25 %, not only before or after.
+    cluster.evaluations_after("guard", during, 5, timeout=60)
+    assert argo.rollout(JOB)["status"]["currentStepIndex"] == 1
+    rollout = argo.wait(JOB, "Healthy on the new revision", lambda: healthy(argo, JOB), timeout=120)
+    assert rollout["status"]["stableRS"] == canary
+    argo.wait(JOB, "4 new pods, the old ReplicaSet at 0", lambda: scaled(argo, JOB, canary, 4))
+    [run] = argo.analysis_runs()
+    assert run["status"]["phase"] == "Successful", run["status"]
+    assert cluster.plans() == []
+    assert cluster.policy("guard")["status"].get("incident") is None
+
+
+#: A ladder that goes no further than a pause.
+PAUSE_AT_MOST: Final[list[Object]] = [
+    {"minConfidence": 0.75, "severity": "warning", "action": "pause"},
+    {"minConfidence": 0.5, "severity": "info", "action": "annotate"},
+]
+
+
+def test_ajans_pause_holds_the_rollout_past_its_timed_step(guard: Guard) -> None:
+    """ajan pauses a canary during a timed pause step: when the step's time is up Argo's controller
+    does not move on to the next weight, as with `kubectl argo rollouts pause`."""
+    hold_s = 60.0
+    steps: list[Object] = [{"setWeight": 25}, {"pause": {"duration": f"{hold_s:g}s"}}, {"setWeight": 50}]
+    # Argo's own analysis would abort the Rollout on the fault: only ajan guards it here.
+    argo, stack, cluster, stable = guard("auto", steps, analysis=False, ladder=PAUSE_AT_MOST)
+    rollout = argo.wait(JOB, "the timed pause (step 1)", lambda: at_step(argo, JOB, 1, paused=True))
+    step_began = time.monotonic()
+    canary: str = rollout["status"]["currentPodHash"]
+    stack.post_fault(kind="latency_creep", rate=0.02, duration_s=900)
+
+    def paused_by_ajan() -> Object | None:
+        pause = next((p for p in cluster.plans() if p["spec"]["action"] == "pause"), None)
+        return pause if pause and (pause.get("status") or {}).get("phase") == "Executed" else None
+
+    pause = argo.wait(JOB, "ajan's pause executed", paused_by_ajan, timeout=hold_s)
+    assert time.monotonic() - step_began < hold_s, "ajan paused after the timed step had ended"
+    # Until well past the step's end (its start is stored in whole seconds), the canary stays put.
+    while time.monotonic() - step_began < hold_s + 15.0:
+        rollout = argo.rollout(JOB)
+        assert rollout["spec"].get("paused") is True, pause["status"]
+        assert rollout["status"]["currentStepIndex"] == 1, rollout["status"]
+        time.sleep(1.0)
+    assert rollout["status"]["stableRS"] == stable
+    assert scaled(argo, JOB, canary, 1) and scaled(argo, JOB, stable, 3)
+    assert not [p for p in cluster.plans() if p["spec"]["action"] in ("abort", "rollback")]

@@ -965,6 +965,36 @@ CANARY_METRICS: Final[tuple[dict[str, str], ...]] = (
 )
 
 
+def slo_metrics(p99_threshold: float) -> list[dict[str, Any]]:
+    """`CANARY_METRICS` with p99 carrying its SLO: it must stay under ``p99_threshold`` seconds."""
+    return [
+        {**m, "objective": "max", "threshold": p99_threshold} if m["name"] == "latency-p99" else dict(m)
+        for m in CANARY_METRICS
+    ]
+
+
+def first_at_or_above(prometheus_url: str, query: str, since: float, bound: float) -> float | None:
+    """When ``query`` first reached ``bound`` after ``since`` (epoch seconds), at one-second
+    resolution; None if it has not, or Prometheus cannot say."""
+    try:
+        response = httpx.get(
+            f"{prometheus_url}/api/v1/query_range",
+            params={"query": query, "start": since, "end": time.time(), "step": "1s"},
+            timeout=10,
+        )
+        result = response.json()["data"]["result"]
+        values = result[0]["values"] if result else []
+        return next((float(t) for t, v in values if float(v) >= bound), None)
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
+def first_p99_at_or_above(prometheus_url: str, since: float, bound: float) -> float | None:
+    """When the canary's p99 first reached ``bound`` seconds after ``since`` (`first_at_or_above`)."""
+    query = next(m["query"] for m in CANARY_METRICS if m["name"] == "latency-p99")
+    return first_at_or_above(prometheus_url, query, since, bound)
+
+
 def canary_policy(name: str, *, interval_s: float = 2.0, **overrides: Any) -> dict[str, Any]:
     """A CorrelationPolicy on the generator's canary (`CANARY_METRICS`), as the end-to-end tests use.
 
