@@ -545,13 +545,7 @@ def replay(
     # The open incident's plans, and how far each metric it involved moved so far.
     judged: list[PlanEvent] = []
     moved: dict[str, float] = {}
-    plans: list[PlanEvent] = []
-    resolutions: list[Resolution] = []
-    gaps: list[DataGap] = []
-    insufficient: dict[str, int] = {}
-    incident_seconds = 0.0
-    incidents = assessed = 0
-    max_conf: tuple[float, datetime] | None = None
+    tally = _Tally()
     spread: tuple[Bounds, FloatArray] | None = None  # as the operator caches it, per hour
     times = evaluation_times(start, end, interval)
     for t in times:
@@ -570,29 +564,21 @@ def replay(
                 name, spec, window, bounds.current_from, incident, at, classifier, live, spread[1]
             )
         except InsufficientData as err:
-            insufficient[err.reason] = insufficient.get(err.reason, 0) + 1
-            last = gaps[-1] if gaps else None
-            if last is not None and last.reason == err.reason and _follows(last.end, at, interval):
-                gaps[-1] = DataGap(last.start, at, last.evaluations + 1, last.reason, last.message)
-            else:
-                gaps.append(DataGap(at, at, 1, err.reason, err.message))
+            tally.gap(at, err, interval)
             continue
-        assessed += 1
         assessment, decision = step.assessment, step.decision
-        confidence = assessment.confidence
-        if max_conf is None or confidence > max_conf[0]:
-            max_conf = (confidence, at)
+        tally.assessed_at(at, assessment.confidence)
         if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
             assert decision.incident is not None
-            incidents += decision.outcome is Outcome.OPEN
+            tally.incidents += decision.outcome is Outcome.OPEN
             severity = severities.get(decision.incident.action, "warning")
             event = _plan_event(at, decision, severity, assessment)
-            plans.append(event)
+            tally.plans.append(event)
             judged.append(event)
         elif decision.outcome is Outcome.RESOLVE:
             assert incident is not None
-            resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
-            incident_seconds += t - incident.opened_at.timestamp()
+            tally.resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
+            tally.incident_seconds += t - incident.opened_at.timestamp()
             if verdicts is not None:
                 given += _judge(verdicts, judged, moved, name, str(namespace or "default"), at)
             judged, moved = [], {}
@@ -602,11 +588,7 @@ def replay(
         incident = decision.incident
     if incident is not None:
         # Still open when the replay ends: it counts until the end of the range.
-        incident_seconds += end - incident.opened_at.timestamp()
-
-    by_action: dict[str, int] = {}
-    for plan in plans:
-        by_action[plan.action] = by_action.get(plan.action, 0) + 1
+        tally.incident_seconds += end - incident.opened_at.timestamp()
     empty = tuple(
         n for n, column in zip(history.names, history.values.T, strict=True) if not np.isfinite(column).any()
     )
@@ -618,23 +600,58 @@ def replay(
         interval_s=interval,
         window_s=parse_duration(spec.window).total_seconds(),
         step_s=parse_duration(spec.step).total_seconds(),
-        plans=tuple(plans),
-        resolutions=tuple(resolutions),
-        gaps=tuple(gaps),
-        summary=Summary(
-            evaluations=len(times),
-            assessed=assessed,
-            insufficient_data=insufficient,
-            incidents=incidents,
-            open_at_end=incident is not None,
-            plans=len(plans),
-            plans_by_action=by_action,
-            time_in_incidents_s=incident_seconds,
-            max_confidence=max_conf[0] if max_conf else None,
-            max_confidence_at=max_conf[1] if max_conf else None,
-        ),
+        plans=tuple(tally.plans),
+        resolutions=tuple(tally.resolutions),
+        gaps=tuple(tally.gaps),
+        summary=tally.summary(len(times), open_at_end=incident is not None),
         metrics_without_data=empty,
     )
+
+
+@dataclass
+class _Tally:
+    """What a replay has counted so far."""
+
+    plans: list[PlanEvent] = field(default_factory=list)
+    resolutions: list[Resolution] = field(default_factory=list)
+    gaps: list[DataGap] = field(default_factory=list)
+    insufficient: dict[str, int] = field(default_factory=dict)
+    incident_seconds: float = 0.0
+    incidents: int = 0
+    assessed: int = 0
+    max_confidence: tuple[float, datetime] | None = None
+
+    def gap(self, at: datetime, err: InsufficientData, interval: float) -> None:
+        """An evaluation lost to missing data: it extends the last gap of the same reason, if the
+        gap ended one interval before."""
+        self.insufficient[err.reason] = self.insufficient.get(err.reason, 0) + 1
+        last = self.gaps[-1] if self.gaps else None
+        if last is not None and last.reason == err.reason and _follows(last.end, at, interval):
+            self.gaps[-1] = DataGap(last.start, at, last.evaluations + 1, last.reason, last.message)
+        else:
+            self.gaps.append(DataGap(at, at, 1, err.reason, err.message))
+
+    def assessed_at(self, at: datetime, confidence: float) -> None:
+        self.assessed += 1
+        if self.max_confidence is None or confidence > self.max_confidence[0]:
+            self.max_confidence = (confidence, at)
+
+    def summary(self, evaluations: int, *, open_at_end: bool) -> Summary:
+        by_action: dict[str, int] = {}
+        for plan in self.plans:
+            by_action[plan.action] = by_action.get(plan.action, 0) + 1
+        return Summary(
+            evaluations=evaluations,
+            assessed=self.assessed,
+            insufficient_data=self.insufficient,
+            incidents=self.incidents,
+            open_at_end=open_at_end,
+            plans=len(self.plans),
+            plans_by_action=by_action,
+            time_in_incidents_s=self.incident_seconds,
+            max_confidence=self.max_confidence[0] if self.max_confidence else None,
+            max_confidence_at=self.max_confidence[1] if self.max_confidence else None,
+        )
 
 
 def _follows(previous: datetime, at: datetime, interval: float) -> bool:

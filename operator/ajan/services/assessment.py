@@ -42,7 +42,7 @@ import numpy.typing as npt
 from ajan.analysis.anomaly import aggregate_scores, percentile_shift, zscore_to_score
 from ajan.analysis.correlation import LaggedCorrelation, lagged_correlation, top_correlations
 from ajan.analysis.detector import DetectionResult, DetectorConfig, InsufficientDataError, detect, min_rows
-from ajan.analysis.drift import detect_drift
+from ajan.analysis.drift import DriftResult, detect_drift
 from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
 from ajan.analysis.robust import NOW_ROWS, quiet_nanmedian
@@ -346,16 +346,8 @@ def assess(
     now = _now(spec, window, split, z, spread)
     bad_now = now.bad
     z_half = config.z_half
-    weights = np.array([m.weight for m in spec.metrics])
     slo = np.array([m.role is MetricRole.SLO for m in spec.metrics])
-
-    def aggregate(mask: npt.NDArray[np.bool_]) -> float:
-        if not mask.any() or not np.isfinite(bad_now[mask]).any():
-            return 0.0
-        agg = aggregate_scores(bad_now[mask][:, None], weights[mask], z_half=z_half)
-        return float(agg.score[0])
-
-    score, slo_score, signal_score = aggregate(np.ones_like(slo)), aggregate(slo), aggregate(~slo)
+    score, slo_score, signal_score = _aggregates(spec, bad_now, slo, z_half)
     metric_scores = zscore_to_score(np.nan_to_num(bad_now), z_half)
     relations = _relations(spec, window, split, bad_now, slo, z_half)
     breach = relations.breach_probability
@@ -379,14 +371,6 @@ def assess(
     decisive = score >= spec.anomaly.threshold or rung is not None
     anomalies = _anomalies(spec, raw, split, z, now.z, now.orient, metric_scores, decisive, base, cur)
     drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
-    drifted = [
-        Drift(
-            metric=names[i],
-            psi=_finite(float(drift.psi[i])),
-            ks_p_value=float(np.clip(np.nan_to_num(drift.ks_pvalue[i], nan=1.0), 0.0, 1.0)),
-        )
-        for i in np.flatnonzero(drift.drifted).tolist()
-    ]
     features = decision_features(
         confidence=confidence,
         slo_score=slo_score,
@@ -422,12 +406,40 @@ def assess(
             anomalies=anomalies,
             correlations=relations.evidence,
             predicted_impact=relations.predicted,
-            drift=drifted,
+            drift=_drifted(names, drift),
             forecasts=forecasts,
             stale_metrics=stale,
         ),
         features=features,
     )
+
+
+def _aggregates(
+    spec: CorrelationPolicySpec, bad_now: FloatArray, slo: npt.NDArray[np.bool_], z_half: float
+) -> tuple[float, float, float]:
+    """The weighted anomaly score now of all metrics, of the SLOs alone and of the signals alone
+    (0 where a group has no metric or no finite score)."""
+    weights = np.array([m.weight for m in spec.metrics])
+
+    def aggregate(mask: npt.NDArray[np.bool_]) -> float:
+        if not mask.any() or not np.isfinite(bad_now[mask]).any():
+            return 0.0
+        agg = aggregate_scores(bad_now[mask][:, None], weights[mask], z_half=z_half)
+        return float(agg.score[0])
+
+    return aggregate(np.ones_like(slo)), aggregate(slo), aggregate(~slo)
+
+
+def _drifted(names: Sequence[str], drift: DriftResult) -> list[Drift]:
+    """The plan's evidence of the metrics whose distribution drifted from the baseline's."""
+    return [
+        Drift(
+            metric=names[i],
+            psi=_finite(float(drift.psi[i])),
+            ks_p_value=float(np.clip(np.nan_to_num(drift.ks_pvalue[i], nan=1.0), 0.0, 1.0)),
+        )
+        for i in np.flatnonzero(drift.drifted).tolist()
+    ]
 
 
 def scored_from(window: MetricWindow, current_from: float | None) -> int:
