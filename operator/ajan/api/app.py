@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Final, Protocol
@@ -32,12 +32,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
 
 from ajan.api.auth import AuthError, KeysUnavailableError, TokenVerifier
-from ajan.api.authz import AuthorizationUnavailableError, Authorizer, ForbiddenError, IdentityMapping
+from ajan.api.authz import (
+    AuthorizationUnavailableError,
+    Authorizer,
+    ForbiddenError,
+    Identity,
+    IdentityMapping,
+)
 from ajan.api.ratelimit import RateLimiter, retry_after_header
 from ajan.clients.feedback_store import FeedbackRecord, FeedbackStore, FeedbackUnavailableError
 from ajan.clients.kubernetes import KubeStore
 from ajan.metrics import REJECT_REASONS as REJECT_REASONS  # where it was before issue 6
-from ajan.metrics import feedback_metrics
+from ajan.metrics import FeedbackMetrics, feedback_metrics
 from ajan.models import Verdict
 from ajan.models.common import DNS_LABEL_PATTERN, ObjectName, rfc3339
 from ajan.services.feedback import PlanNotFoundError, submit_feedback
@@ -195,96 +201,10 @@ def make_app(
         The time of a verdict (``at``) and of audit lines.
     """
     # Shared with the plan handler, which counts verdicts set with kubectl in the same series.
-    metrics = feedback_metrics(registry)
-
-    async def post_feedback(request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        attempt = _Attempt(request, clock())
-        try:
-            return await _handle(request, attempt)
-        finally:
-            metrics.duration.observe(time.perf_counter() - started)
-
-    def reject(attempt: _Attempt, reason: str, response: web.Response, detail: str) -> web.Response:
-        metrics.rejected.labels(reason=reason).inc()
-        return attempt.done(response, reason, detail)
-
-    async def _handle(request: web.Request, attempt: _Attempt) -> web.Response:
-        try:
-            identity = identities.identity(await verifier.verify(_bearer(request)))
-            if not 0 < len(identity.user) <= MAX_SUBJECT_CHARS:
-                raise AuthError("missing-claim", f"the user name is longer than {MAX_SUBJECT_CHARS}")
-        except AuthError as err:
-            challenge = f'Bearer error="invalid_token", error_description="{err.reason}"'
-            response = _error(401, "invalid_token", err.detail, {"WWW-Authenticate": challenge})
-            return reject(attempt, "unauthenticated", response, f"{err.reason}: {err.detail}")
-        except ForbiddenError as err:
-            return reject(attempt, "forbidden", _error(403, "forbidden", err.detail), err.detail)
-        except KeysUnavailableError as err:
-            log.warning("cannot verify tokens: %s", err)
-            headers = {"Retry-After": str(unavailable_retry_after_s)}
-            response = _error(503, "unavailable", "the token issuer's keys cannot be fetched", headers)
-            return reject(attempt, "unavailable", response, str(err))
-        subject = identity.user
-        attempt.fields["subject"] = subject
-
-        wait = limiter.acquire(subject)
-        if wait > 0:
-            retry = retry_after_header(wait)
-            response = _error(
-                429, "rate_limited", f"too many requests; retry in {retry} s", {"Retry-After": retry}
-            )
-            return reject(attempt, "rate-limited", response, f"retry after {wait:.1f} s")
-
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            response = _error(413, "invalid_request", f"the body is larger than {MAX_BODY_BYTES} bytes")
-            return reject(attempt, "invalid", response, "body too large")
-        try:
-            body = FeedbackRequest.model_validate_json(raw)
-        except ValidationError as err:
-            attempt.body(raw)
-            detail = _readable(err)
-            return reject(attempt, "invalid", _error(422, "invalid_request", detail), detail)
-        attempt.fields.update(namespace=body.namespace, plan=body.plan, verdict=body.verdict.value)
-
-        try:
-            await authorizer.check(identity, body.namespace, body.plan)
-        except ForbiddenError as err:
-            return reject(attempt, "forbidden", _error(403, "forbidden", err.detail), err.detail)
-        except AuthorizationUnavailableError as err:
-            log.warning("cannot authorize a verdict: %s", err)
-            headers = {"Retry-After": str(unavailable_retry_after_s)}
-            response = _error(
-                503, "unavailable", "the API server cannot say whether you may; nothing was stored", headers
-            )
-            return reject(attempt, "unavailable", response, str(err))
-
-        try:
-            record = await submit(
-                body.namespace, body.plan, body.verdict, clock(), by=subject, comment=body.comment
-            )
-        except PlanNotFoundError as err:
-            return reject(attempt, "not-found", _error(404, "not_found", str(err)), str(err))
-        except FeedbackUnavailableError as err:
-            log.warning("feedback not stored: %s", err)
-            headers = {"Retry-After": str(unavailable_retry_after_s)}
-            response = _error(
-                503, "unavailable", "the feedback store is unavailable; nothing was stored", headers
-            )
-            return reject(attempt, "unavailable", response, str(err))
-        except Exception as err:
-            # The Kubernetes API refused or failed (Redis may hold the verdict already; the operator
-            # re-reads it from there). The client may retry: writing the same verdict twice is harmless.
-            log.exception("feedback on %s/%s failed", body.namespace, body.plan)
-            response = _error(500, "internal", "the verdict could not be recorded; retrying is safe")
-            return reject(attempt, "error", response, f"{type(err).__name__}: {err}")
-
-        metrics.accepted.labels(verdict=body.verdict.value).inc()
-        stored = asdict(record)
-        stored.update(verdict=record.verdict.value, at=rfc3339(record.at))
-        return attempt.done(web.json_response(stored, status=201), None)
+    endpoint = _FeedbackEndpoint(
+        submit, verifier, authorizer, limiter, identities, clock, unavailable_retry_after_s,
+        feedback_metrics(registry),
+    )  # fmt: skip
 
     async def get_metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -293,10 +213,131 @@ def make_app(
         return web.json_response({"status": "ok"})
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_post("/v1/feedback", post_feedback)
+    app.router.add_post("/v1/feedback", endpoint.post)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+class _RejectedError(Exception):
+    """A request refused at one stage of `_FeedbackEndpoint`: its response, and what the metrics
+    (``reason``) and the audit line (``detail``) say."""
+
+    def __init__(self, reason: str, response: web.Response, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.response = response
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _FeedbackEndpoint:
+    """``POST /v1/feedback``: authenticate, rate-limit, validate, authorize, store, in that order;
+    a stage that refuses raises `_RejectedError`, answered, counted and audited in one place (`post`)."""
+
+    submit: Submit
+    verifier: TokenVerifier
+    authorizer: Authorizer
+    limiter: RateLimiter
+    identities: IdentityMapping
+    clock: Callable[[], datetime]
+    retry_after_s: int
+    metrics: FeedbackMetrics
+
+    async def post(self, request: web.Request) -> web.Response:
+        """The request's answer; every one is timed and audited."""
+        started = time.perf_counter()
+        attempt = _Attempt(request, self.clock())
+        try:
+            return await self._handle(request, attempt)
+        except _RejectedError as rejected:
+            self.metrics.rejected.labels(reason=rejected.reason).inc()
+            return attempt.done(rejected.response, rejected.reason, rejected.detail)
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
+
+    async def _handle(self, request: web.Request, attempt: _Attempt) -> web.Response:
+        identity = await self._identity(request)
+        subject = identity.user
+        attempt.fields["subject"] = subject
+        self._rate_limit(subject)
+        body = await self._body(request, attempt)
+        attempt.fields.update(namespace=body.namespace, plan=body.plan, verdict=body.verdict.value)
+        await self._authorize(identity, body)
+        record = await self._store(body, subject)
+        self.metrics.accepted.labels(verdict=body.verdict.value).inc()
+        stored = asdict(record)
+        stored.update(verdict=record.verdict.value, at=rfc3339(record.at))
+        return attempt.done(web.json_response(stored, status=201), None)
+
+    def _unavailable(self, message: str, err: Exception) -> _RejectedError:
+        headers = {"Retry-After": str(self.retry_after_s)}
+        return _RejectedError("unavailable", _error(503, "unavailable", message, headers), str(err))
+
+    async def _identity(self, request: web.Request) -> Identity:
+        try:
+            identity = self.identities.identity(await self.verifier.verify(_bearer(request)))
+            if not 0 < len(identity.user) <= MAX_SUBJECT_CHARS:
+                raise AuthError("missing-claim", f"the user name is longer than {MAX_SUBJECT_CHARS}")
+        except AuthError as err:
+            challenge = f'Bearer error="invalid_token", error_description="{err.reason}"'
+            response = _error(401, "invalid_token", err.detail, {"WWW-Authenticate": challenge})
+            raise _RejectedError("unauthenticated", response, f"{err.reason}: {err.detail}") from err
+        except ForbiddenError as err:
+            raise _RejectedError("forbidden", _error(403, "forbidden", err.detail), err.detail) from err
+        except KeysUnavailableError as err:
+            log.warning("cannot verify tokens: %s", err)
+            raise self._unavailable("the token issuer's keys cannot be fetched", err) from err
+        return identity
+
+    def _rate_limit(self, subject: str) -> None:
+        wait = self.limiter.acquire(subject)
+        if wait > 0:
+            retry = retry_after_header(wait)
+            response = _error(
+                429, "rate_limited", f"too many requests; retry in {retry} s", {"Retry-After": retry}
+            )
+            raise _RejectedError("rate-limited", response, f"retry after {wait:.1f} s")
+
+    async def _body(self, request: web.Request, attempt: _Attempt) -> FeedbackRequest:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as err:
+            response = _error(413, "invalid_request", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            raise _RejectedError("invalid", response, "body too large") from err
+        try:
+            return FeedbackRequest.model_validate_json(raw)
+        except ValidationError as err:
+            attempt.body(raw)
+            detail = _readable(err)
+            raise _RejectedError("invalid", _error(422, "invalid_request", detail), detail) from err
+
+    async def _authorize(self, identity: Identity, body: FeedbackRequest) -> None:
+        try:
+            await self.authorizer.check(identity, body.namespace, body.plan)
+        except ForbiddenError as err:
+            raise _RejectedError("forbidden", _error(403, "forbidden", err.detail), err.detail) from err
+        except AuthorizationUnavailableError as err:
+            log.warning("cannot authorize a verdict: %s", err)
+            message = "the API server cannot say whether you may; nothing was stored"
+            raise self._unavailable(message, err) from err
+
+    async def _store(self, body: FeedbackRequest, subject: str) -> FeedbackRecord:
+        try:
+            return await self.submit(
+                body.namespace, body.plan, body.verdict, self.clock(), by=subject, comment=body.comment
+            )
+        except PlanNotFoundError as err:
+            raise _RejectedError("not-found", _error(404, "not_found", str(err)), str(err)) from err
+        except FeedbackUnavailableError as err:
+            log.warning("feedback not stored: %s", err)
+            raise self._unavailable("the feedback store is unavailable; nothing was stored", err) from err
+        except Exception as err:
+            # The Kubernetes API refused or failed (Redis may hold the verdict already; the operator
+            # re-reads it from there). The client may retry: writing the same verdict twice is harmless.
+            log.exception("feedback on %s/%s failed", body.namespace, body.plan)
+            response = _error(500, "internal", "the verdict could not be recorded; retrying is safe")
+            raise _RejectedError("error", response, f"{type(err).__name__}: {err}") from err
 
 
 async def serve(
