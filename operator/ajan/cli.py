@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ajan import __version__
 from ajan.runner import add_run_parser
@@ -43,6 +43,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ajan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    _add_detect_and_rank(sub)
+    _add_backtest(sub)
+    _add_report(sub)
+    add_run_parser(sub)
+    return parser
+
+
+def _add_detect_and_rank(sub: argparse._SubParsersAction[Any]) -> None:
     det = sub.add_parser("detect", help="score every row of a metric CSV (causal)")
     det.add_argument("input", help="CSV with a header row; optional 'timestamp' column")
     det.add_argument("--train", help="CSV of normal history with the same columns")
@@ -55,6 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--train", help="CSV of normal history with the same columns")
     rank.add_argument("--top", type=int, help="print only the K most responsible metrics")
 
+
+def _add_backtest(sub: argparse._SubParsersAction[Any]) -> None:
     bt = sub.add_parser(
         "backtest",
         help="replay a CorrelationPolicy over Prometheus history: the plans it would have proposed",
@@ -107,6 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
     )
+
+
+def _add_report(sub: argparse._SubParsersAction[Any]) -> None:
     rep = sub.add_parser(
         "report",
         help="render a RemediationPlan as one self-contained HTML page",
@@ -130,8 +143,6 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, else ~/.kube/config, else in-cluster"
     )
-    add_run_parser(sub)
-    return parser
 
 
 def _load(args: argparse.Namespace) -> tuple[MetricTable, np.ndarray | None]:
