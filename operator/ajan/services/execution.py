@@ -443,13 +443,7 @@ class Executor:
         recorded = {"dryRunPatch": "\n".join(p.render() for p in patches), "patchRequest": request}
 
         if mode is RemediationMode.DRY_RUN:
-            await self._set(plan, PlanPhase.DRY_RUN, now, condition(
-                "DryRun", ConditionStatus.TRUE, "DryRun", "not sent (dry-run mode): see dryRunPatch", now,
-            ), extra={**recorded, "executedAt": rfc3339(now)})  # fmt: skip
-            await self._notify(spec, plan, "recorded (dry-run)")
-            lines = zip(request.splitlines(), patches, strict=True)
-            shown = "; ".join(f"{r}: {p.render()}" for r, p in lines)
-            return [ExecutionNote(name, "DryRun", f"{name}: would send {shown}")]
+            return await self._record_dry_run(spec, plan, patches, recorded, now)
 
         if not executing:
             held = await self._hold(spec, plan, history, now)
@@ -483,6 +477,36 @@ class Executor:
                 plan, now, "NotApplied", "the Rollout does not show the patch's effect after it was sent"
             )
             return [ExecutionNote(name, "NotApplied", f"{name}: not applied", warning=True)]
+        return await self._record_executed(spec, plan, after, history, now)
+
+    async def _record_dry_run(
+        self,
+        spec: CorrelationPolicySpec,
+        plan: RemediationPlan,
+        patches: Sequence[rollouts.RolloutPatch],
+        recorded: dict[str, str],
+        now: datetime,
+    ) -> list[ExecutionNote]:
+        """Dry-run: the plan keeps the exact patches and requests it would have sent; nothing is sent."""
+        await self._set(plan, PlanPhase.DRY_RUN, now, condition(
+            "DryRun", ConditionStatus.TRUE, "DryRun", "not sent (dry-run mode): see dryRunPatch", now,
+        ), extra={**recorded, "executedAt": rfc3339(now)})  # fmt: skip
+        await self._notify(spec, plan, "recorded (dry-run)")
+        lines = zip(recorded["patchRequest"].splitlines(), patches, strict=True)
+        shown = "; ".join(f"{r}: {p.render()}" for r, p in lines)
+        return [ExecutionNote(plan.name, "DryRun", f"{plan.name}: would send {shown}")]
+
+    async def _record_executed(
+        self,
+        spec: CorrelationPolicySpec,
+        plan: RemediationPlan,
+        after: dict[str, Any],
+        history: list[Taken],
+        now: datetime,
+    ) -> list[ExecutionNote]:
+        """The Rollout shows every patch's effect: the plan is Executed, and the action counts toward
+        the policy's rate limit and cooldown."""
+        action, target = plan.spec.action, plan.spec.target_ref.name
         await self._set(plan, PlanPhase.EXECUTED, now, condition(
             "Executed", ConditionStatus.TRUE, "Applied", f"{action.value} applied to rollout {target}", now,
         ), extra={"executedAt": rfc3339(now)})  # fmt: skip
@@ -491,8 +515,8 @@ class Executor:
         metrics.ACTIONS.labels(action=action.value).inc()
         history.append(Taken(now, action))
         await self._notify(spec, plan, "executed")
-        message = f"{action.value} by plan {name} (confidence {plan.spec.confidence:.2f})"
-        return [ExecutionNote(name, f"Action{action.value.capitalize()}", message, rollout=after)]
+        message = f"{action.value} by plan {plan.name} (confidence {plan.spec.confidence:.2f})"
+        return [ExecutionNote(plan.name, f"Action{action.value.capitalize()}", message, rollout=after)]
 
     async def _hold(
         self, spec: CorrelationPolicySpec, plan: RemediationPlan, history: list[Taken], now: datetime
