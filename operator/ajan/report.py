@@ -195,6 +195,43 @@ def baseline_band(
     return median - BAND_SIGMAS * sigma, median, median + BAND_SIGMAS * sigma
 
 
+def _y_range(
+    values: npt.NDArray[np.float64], band: tuple[float, float, float] | None, anomaly: Anomaly | None
+) -> tuple[float, float]:
+    """The chart's value axis: the finite ``values``, the band and the evidence, with a margin."""
+    ys = [float(v) for v in values]
+    if band is not None:
+        ys += [band[0], band[2]]
+    if anomaly is not None:
+        ys += [anomaly.baseline, anomaly.value]
+    y0, y1 = min(ys), max(ys)
+    if y1 - y0 < 1e-12:
+        # A flat line: an axis around its own value (a constant 0.002 on -1..1 reads as zero).
+        half = max(abs(y0) * 0.5, 1e-9)
+        y0, y1 = y0 - half, y1 + half
+    pad = (y1 - y0) * 0.06
+    return y0 - pad, y1 + pad
+
+
+def _series_paths(points: Sequence[tuple[float, float] | None]) -> list[str]:
+    """SVG of the series, in chart coordinates (None where a sample is missing): one path per run of
+    samples, so a gap in the data stays a gap on the page; a lone sample is a dot."""
+    segments: list[list[str]] = [[]]
+    for point in points:
+        if point is not None:
+            segments[-1].append(f"{point[0]:.1f},{point[1]:.1f}")
+        elif segments[-1]:
+            segments.append([])
+    paths = []
+    for seg in segments:
+        if len(seg) == 1:
+            cx, cy = seg[0].split(",")
+            paths.append(f'<circle class="point" cx="{cx}" cy="{cy}" r="1.5"/>')
+        elif seg:
+            paths.append(f'<polyline class="line" points="{" ".join(seg)}"/>')
+    return paths
+
+
 def _chart(series: MetricSeries, timeline: Timeline, anomaly: Anomaly | None) -> str:
     """One metric's SVG line chart: the band, the evidence's baseline, the onset, the plan's time."""
     ts, vs = series.timestamps, series.values
@@ -206,18 +243,7 @@ def _chart(series: MetricSeries, timeline: Timeline, anomaly: Anomaly | None) ->
         band = baseline_band(ts, vs, -math.inf, timeline.at)
     else:
         band = baseline_band(ts, vs, window.start, window.current_from)
-    ys = [float(v) for v in vs[finite]]
-    if band is not None:
-        ys += [band[0], band[2]]
-    if anomaly is not None:
-        ys += [anomaly.baseline, anomaly.value]
-    y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-12:
-        # A flat line: an axis around its own value (a constant 0.002 on -1..1 reads as zero).
-        half = max(abs(y0) * 0.5, 1e-9)
-        y0, y1 = y0 - half, y1 + half
-    pad = (y1 - y0) * 0.06
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1 = _y_range(vs[finite], band, anomaly)
     w, h = _CHART_W - _PAD_L - _PAD_R, _CHART_H - _PAD_T - _PAD_B
 
     def sx(t: float) -> float:
@@ -253,19 +279,9 @@ def _chart(series: MetricSeries, timeline: Timeline, anomaly: Anomaly | None) ->
             f'<line class="baseline" x1="{_PAD_L}" x2="{_PAD_L + w}" y1="{y:.1f}" y2="{y:.1f}">'
             f"<title>evidence baseline {_num(anomaly.baseline)}</title></line>"
         )
-    # One path per run of finite points: a gap in the data stays a gap on the page.
-    segments: list[list[str]] = [[]]
-    for t, v, ok in zip(ts, vs, finite, strict=True):
-        if ok:
-            segments[-1].append(f"{sx(float(t)):.1f},{sy(float(v)):.1f}")
-        elif segments[-1]:
-            segments.append([])
-    for seg in segments:
-        if len(seg) == 1:
-            cx, cy = seg[0].split(",")
-            parts.append(f'<circle class="point" cx="{cx}" cy="{cy}" r="1.5"/>')
-        elif seg:
-            parts.append(f'<polyline class="line" points="{" ".join(seg)}"/>')
+    parts += _series_paths(
+        [(sx(float(t)), sy(float(v))) if ok else None for t, v, ok in zip(ts, vs, finite, strict=True)]
+    )
     if x0 <= timeline.at <= x1:
         px = sx(timeline.at)
         parts.append(
@@ -436,72 +452,8 @@ def _forecast_table(evidence: Evidence) -> str:
 
 
 def _evidence_tables(evidence: Evidence, title: str) -> str:
-    anomalies = _table(
-        ["metric", "value", "baseline", "Δ", "z", "p95", "p99", "since"],
-        (
-            [
-                _e(a.metric),
-                _num(a.value),
-                _num(a.baseline),
-                _num(a.value - a.baseline),
-                f"{a.z_score:+.2f}",
-                _num(a.p95),
-                _num(a.p99),
-                _e(_iso(a.since)),
-            ]
-            for a in evidence.anomalies
-        ),
-        "No anomalous metric.",
-        "num",
-    )
-    impact = _table(
-        ["SLO metric", "expected z", "interval", "in", "breach probability"],
-        (
-            [
-                _e(p.metric),
-                f"{p.expected_z:+.2f}",
-                f"[{p.low_z:+.2f}, {p.high_z:+.2f}]",
-                _e(_seconds(p.lag_seconds)),
-                _bar(p.breach_probability, "#b2182b"),
-            ]
-            for p in evidence.predicted_impact
-        ),
-        "No predicted impact.",
-        "num",
-    )
-    forecasts = _forecast_table(evidence)
-    drift = _table(
-        ["metric", "PSI", "KS p-value", "reading"],
-        (
-            [
-                _e(d.metric),
-                _num(d.psi, 3),
-                _num(d.ks_p_value, 3),
-                "shifted" if d.psi > 0.2 else "moderate" if d.psi > 0.1 else "stable",
-            ]
-            for d in evidence.drift
-        ),
-        "No drift.",
-        "num",
-    )
-    severity = evidence.severity
-    if severity is None:
-        sev = '<p class="note">No severity estimate (the plan predates the classifier).</p>'
-    else:
-        sev = (
-            _table(
-                ["class", "probability"],
-                [
-                    ["info", _bar(severity.info, _SEVERITY_RGB["info"])],
-                    ["warning", _bar(severity.warning, _SEVERITY_RGB["warning"])],
-                    ["critical", _bar(severity.critical, _SEVERITY_RGB["critical"])],
-                ],
-                "",
-            )
-            + f'<p class="note">Source: {_e(severity.source)}. Advisory: the plan\'s severity and action '
-            "come from the policy's ladder (the rung its confidence reached), not from these "
-            "probabilities (docs/severity.md).</p>"
-        )
+    anomalies, forecasts = _anomaly_table(evidence), _forecast_table(evidence)
+    impact, drift, sev = _impact_table(evidence), _drift_table(evidence), _severity_section(evidence)
     feedback = (
         f'<p class="text">{_e(evidence.feedback)}</p>'
         if evidence.feedback
@@ -520,6 +472,82 @@ def _evidence_tables(evidence: Evidence, title: str) -> str:
         f"<h3>Drift{title}</h3>{drift}"
         f"<h3>Severity probabilities{title}</h3>{sev}"
         f"<h3>Effect of earlier feedback{title}</h3>{feedback}"
+    )
+
+
+def _anomaly_table(evidence: Evidence) -> str:
+    return _table(
+        ["metric", "value", "baseline", "Δ", "z", "p95", "p99", "since"],
+        (
+            [
+                _e(a.metric),
+                _num(a.value),
+                _num(a.baseline),
+                _num(a.value - a.baseline),
+                f"{a.z_score:+.2f}",
+                _num(a.p95),
+                _num(a.p99),
+                _e(_iso(a.since)),
+            ]
+            for a in evidence.anomalies
+        ),
+        "No anomalous metric.",
+        "num",
+    )
+
+
+def _impact_table(evidence: Evidence) -> str:
+    return _table(
+        ["SLO metric", "expected z", "interval", "in", "breach probability"],
+        (
+            [
+                _e(p.metric),
+                f"{p.expected_z:+.2f}",
+                f"[{p.low_z:+.2f}, {p.high_z:+.2f}]",
+                _e(_seconds(p.lag_seconds)),
+                _bar(p.breach_probability, "#b2182b"),
+            ]
+            for p in evidence.predicted_impact
+        ),
+        "No predicted impact.",
+        "num",
+    )
+
+
+def _drift_table(evidence: Evidence) -> str:
+    return _table(
+        ["metric", "PSI", "KS p-value", "reading"],
+        (
+            [
+                _e(d.metric),
+                _num(d.psi, 3),
+                _num(d.ks_p_value, 3),
+                "shifted" if d.psi > 0.2 else "moderate" if d.psi > 0.1 else "stable",
+            ]
+            for d in evidence.drift
+        ),
+        "No drift.",
+        "num",
+    )
+
+
+def _severity_section(evidence: Evidence) -> str:
+    severity = evidence.severity
+    if severity is None:
+        return '<p class="note">No severity estimate (the plan predates the classifier).</p>'
+    return (
+        _table(
+            ["class", "probability"],
+            [
+                ["info", _bar(severity.info, _SEVERITY_RGB["info"])],
+                ["warning", _bar(severity.warning, _SEVERITY_RGB["warning"])],
+                ["critical", _bar(severity.critical, _SEVERITY_RGB["critical"])],
+            ],
+            "",
+        )
+        + f'<p class="note">Source: {_e(severity.source)}. Advisory: the plan\'s severity and action '
+        "come from the policy's ladder (the rung its confidence reached), not from these "
+        "probabilities (docs/severity.md).</p>"
     )
 
 
