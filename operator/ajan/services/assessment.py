@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from ajan.analysis.anomaly import aggregate_scores, percentile_shift, zscore_to_score
 from ajan.analysis.correlation import LaggedCorrelation, lagged_correlation, top_correlations
-from ajan.analysis.detector import DetectionResult, DetectorConfig, InsufficientDataError, detect, min_rows
+from ajan.analysis.detector import DetectorConfig, InsufficientDataError, detect, min_rows
 from ajan.analysis.drift import DriftResult, detect_drift
 from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
@@ -112,14 +112,14 @@ class MetricWindow:
             self.names, self.timestamps[start:end], self.values[start:end], self.step_s, stable
         )
 
-    def judged(self, split: int) -> MetricWindow:
+    def judged(self, split: int, lag: int = 0) -> MetricWindow:
         """The window as ajan judges it: each metric with a stable track as the canary's excess
-        over it (:func:`ajan.analysis.versus.against_stable`, baseline before row ``split``)."""
+        over it (:func:`ajan.analysis.versus.against_stable`, baseline before row ``split``, the
+        tracks out of step by up to ``lag`` rows)."""
         if self.stable is None:
             return self
-        return MetricWindow(
-            self.names, self.timestamps, against_stable(self.values, self.stable, split), self.step_s
-        )
+        judged = against_stable(self.values, self.stable, split, lag)
+        return MetricWindow(self.names, self.timestamps, judged, self.step_s)
 
 
 @dataclass(frozen=True)
@@ -337,12 +337,12 @@ def assess(
     """
     names = window.names
     split = scored_from(window, current_from)
-    raw, window = window, window.judged(split)
+    # Tracks out of step by as much as the policy lets related metrics lag each other.
+    raw, window = window, window.judged(split, lag_rows(spec, window.step_s, split))
     checked = _check_data(spec, window)
     coverage = checked.coverage
     rows = window.values.shape[0]
-    config, result = _detect(spec, window, split, hold)
-    z = result.zscores  # (rows - split, N), signed, calibrated
+    config, z = _detect(spec, window, split, hold)  # (rows - split, N)
     now = _now(spec, window, split, z, spread)
     bad_now = now.bad
     z_half = config.z_half
@@ -442,6 +442,11 @@ def _drifted(names: Sequence[str], drift: DriftResult) -> list[Drift]:
     ]
 
 
+def lag_rows(spec: CorrelationPolicySpec, step_s: float, split: int) -> int:
+    """``correlation.maxLag`` in rows, at most a quarter of the baseline's ``split`` rows."""
+    return min(round(parse_duration(spec.correlation.max_lag).total_seconds() / step_s), split // 4)
+
+
 def scored_from(window: MetricWindow, current_from: float | None) -> int:
     """The row where the scored part of ``window`` starts: at ``current_from``, by default its
     newest quarter (:func:`current_rows`), and never within the last :data:`NOW_ROWS`."""
@@ -456,8 +461,9 @@ def scored_from(window: MetricWindow, current_from: float | None) -> int:
 
 def _detect(
     spec: CorrelationPolicySpec, window: MetricWindow, split: int, hold: bool
-) -> tuple[DetectorConfig, DetectionResult]:
-    """The detector scaled to the window, and its result on the rows from ``split`` on."""
+) -> tuple[DetectorConfig, FloatArray]:
+    """The detector scaled to the window, and its signed, calibrated z-scores on the rows from
+    ``split`` on, shape (rows - split, n_metrics)."""
     rows = window.values.shape[0]
     config = detector_config(spec, min(rows, nominal_rows(spec)), hold=hold)
     if config.min_calibration < MIN_REFERENCE:
@@ -466,7 +472,7 @@ def _detect(
             "lengthen window or shorten step"
         )
     try:
-        return config, detect(window.values[split:], window.values[:split], config)
+        return config, detect(window.values[split:], window.values[:split], config).zscores
     except InsufficientDataError as err:
         raise InsufficientData(
             f"the window holds {rows} samples per metric, the detector needs {min_rows(config)}: "
@@ -520,7 +526,7 @@ def _relations(
     z_half: float,
 ) -> Relations:
     names, step = window.names, window.step_s
-    max_lag = min(round(parse_duration(spec.correlation.max_lag).total_seconds() / step), split // 4)
+    max_lag = lag_rows(spec, step, split)
     # Learnt on the baseline, so that the incident's own jumps neither hide nor invent a relation;
     # on changes, not levels: metrics that merely trend together look correlated (spurious
     # regression), and who moves first shows in the changes.
