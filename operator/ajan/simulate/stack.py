@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import httpx
+import numpy as np
 
 from ajan.models import GROUP, VERSION
 
@@ -71,7 +72,8 @@ class BackfillError(StackError):
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``check`` until it returns something other than None/False, and return that.
+    """Poll ``check`` until it returns something other than None or a false boolean (numpy's too),
+    and return that.
 
     Exceptions from ``check`` count as "not yet" (the thing polled may not be up), except a
     `StackError`, which means it never will be (a process exited): that one propagates at once.
@@ -86,7 +88,8 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interv
     while True:
         try:
             value = check()
-            if value is not None and value is not False:
+            # numpy's False (a comparison of arrays) is no answer either: it is not the False singleton.
+            if value is not None and not (isinstance(value, bool | np.bool_) and not value):
                 return value
         except StackError:
             raise
