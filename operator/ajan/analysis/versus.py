@@ -8,10 +8,12 @@ placed on the stable track's usual level so that it keeps the metric's unit and 
     judged(t) = canary(t) - stable(t) + median(stable over the baseline)
 
 The two tracks' series are never quite in step: a quantile or a rate over fewer requests (the
-canary's) follows a change a few samples later or sooner. With ``lag`` rows of tolerance, stable(t)
-is the stable track's range over the last ``lag + 1`` rows, and the canary's excess is how far it
-lies outside that range (0 inside it): a spike that reaches both tracks a few samples apart leaves
-no excess, a canary worse than anything stable did lately does.
+canary's) follows a change a few samples later or sooner, and overshoots it differently. With
+``lag`` rows of tolerance, stable(t) is the stable track's range over the last ``lag + 1`` rows,
+widened on each side by its own width, and the canary's excess is how far it lies outside (0
+inside): a spike that reaches both tracks a few samples apart, the canary ahead or behind, leaves no
+excess; a canary worse than anything stable did lately, by more than stable moved, does. While
+stable is still, the range is its noise and the canary is compared almost row by row.
 
 Before the canary's first sample the stable track was the service, so its own values stand for
 the canary's past: a canary worse than stable from its first minute is judged against what the
@@ -39,7 +41,7 @@ def against_stable(canary: FloatArray, stable: FloatArray, split: int, lag: int 
         Rows before it are the baseline: the stable track's median there is the level the
         canary's excess is placed on (all of its rows when the baseline has none).
     lag
-        Rows by which the tracks may be out of step (0: compared row by row).
+        Rows by which the tracks may be out of step (0: compared row by row, no widening).
 
     Returns
     -------
@@ -75,7 +77,8 @@ def against_stable(canary: FloatArray, stable: FloatArray, split: int, lag: int 
     low, high = _recent_range(stable, lag)
     both = seen & np.isfinite(low)
     with np.errstate(invalid="ignore"):
-        excess = canary - np.clip(canary, low, high)
+        width = high - low  # how far stable itself moved lately: the canary may overshoot that much
+        excess = canary - np.clip(canary, low - width, high + width)
     judged = np.where(both, excess + level, canary)
     judged = np.where(before, stable, judged)
     # A metric with no stable sample at all is judged on its own, past included.
