@@ -52,11 +52,14 @@ def guarded_policy(
     name: str, mode: str, ladder: list[Object] | None = None, *, stable: bool = False
 ) -> Object:
     """ajan's policy on the same Rollout: the same SLO on p99, breaches predicted 20 s ahead count;
-    the default ladder unless one is given; with ``stable``, each metric names its stable track's
-    query, so ajan judges the canary against the stable track."""
+    the default ladder unless one is given; with ``stable``, the SLO metrics (a quantile and a ratio
+    of requests, comparable across tracks) name their stable track's query, so ajan judges the
+    canary's against it; the queue and memory are sums over a track, which differ by its traffic
+    share, and stay judged on their own."""
     metrics = slo_metrics(SLO_P99_S)
     if stable:
-        metrics = [{**m, "stableQuery": stable_query(m["query"])} for m in metrics]
+        slo = [m["name"] for m in metrics if m.get("role") == "slo"]
+        metrics = [{**m, "stableQuery": stable_query(m["query"])} if m["name"] in slo else m for m in metrics]
     remediation: Object = {"mode": mode, "horizon": "20s"}
     if ladder is not None:
         remediation["ladder"] = ladder
