@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,7 +45,7 @@ class Scenario:
     #: A signal moves before the SLO metric does (the queue, or the SLO metric's own trend).
     leading: bool = False
     #: The canary is healthy: any pause or abort, by either guard, is a false one.
-    healthy: bool = field(default=False)
+    healthy: bool = False
 
 
 SCENARIOS: Final[dict[str, Scenario]] = {
