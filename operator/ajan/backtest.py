@@ -32,12 +32,8 @@ import yaml
 from pydantic import ValidationError
 
 from ajan.clients.feedback_store import DEFAULT_TTL_S, FeedbackHistory, FeedbackRecord
-from ajan.clients.prometheus import (
-    MAX_POINTS,
-    InsufficientData,
-    MetricSource,
-    MetricSourceError,
-)
+from ajan.clients.prometheus import MAX_POINTS, MetricSource
+from ajan.errors import DataError, InsufficientData
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
 from ajan.models.common import validation_message
 from ajan.services.assessment import Assessment, FloatArray, MetricWindow, long_run_spread, nominal_rows
@@ -240,7 +236,7 @@ async def fetch_history(
 
     Raises
     ------
-    MetricSourceError
+    DataError
         A query failed outright (Prometheus unreachable, PromQL refused, several series); the message
         names the metric. Missing data is not an error: it is kept as NaN.
     """
@@ -665,7 +661,7 @@ async def backtest(
 
     Raises
     ------
-    MetricSourceError
+    DataError
         A query failed for the whole range (see `fetch_history`).
     """
     grid = history_grid(policy.spec, start, end)
@@ -739,7 +735,7 @@ def run(
 
     try:
         return asyncio.run(go())
-    except MetricSourceError as err:
+    except DataError as err:
         raise BacktestError(f"{err.reason}: {err.message}") from None
 
 

@@ -32,7 +32,8 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from ajan.analysis.robust import robust_location_scale
-from ajan.clients.prometheus import DEFAULT_TIMEOUT_S, MetricSourceError
+from ajan.clients.prometheus import DEFAULT_TIMEOUT_S
+from ajan.errors import DataError
 from ajan.models import CorrelationPolicy, RemediationPlan, parse_duration
 from ajan.models.common import DNS_SUBDOMAIN_PATTERN, GROUP, VERSION, Correlation, validation_message
 from ajan.models.plan import Anomaly, Evidence, PlanPhase
@@ -904,9 +905,9 @@ async def fetch_series(source: Any, policy: CorrelationPolicy, at: float, now: f
         *(source.query_range(m.query, start, end, step) for m in metrics), return_exceptions=True
     )
     series: list[MetricSeries] = []
-    errors: list[MetricSourceError] = []
+    errors: list[DataError] = []
     for metric, result in zip(metrics, results, strict=True):
-        if isinstance(result, MetricSourceError):
+        if isinstance(result, DataError):
             errors.append(result)
             series.append(MetricSeries(metric.name, metric.query, error=f"{result.reason}: {result.message}"))
         elif isinstance(result, BaseException):

@@ -17,7 +17,6 @@ import pytest
 
 from ajan.clients import (
     AmbiguousResult,
-    InsufficientData,
     MalformedResponse,
     MetricSource,
     MetricSourceError,
@@ -27,6 +26,7 @@ from ajan.clients import (
     RangeResult,
 )
 from ajan.clients.prometheus import MAX_ANSWER_BYTES
+from ajan.errors import DataError, InsufficientData
 from support.prometheus import Generator, PrometheusServer
 
 Poll = Callable[..., Any]
@@ -60,8 +60,8 @@ async def range_query(
         )
 
 
-def query_error(url: str, query: str, **kwargs: int) -> MetricSourceError:
-    with pytest.raises(MetricSourceError) as caught:
+def query_error(url: str, query: str, **kwargs: int) -> DataError:
+    with pytest.raises(DataError) as caught:
         run(lambda: range_query(url, query, **kwargs))
     return caught.value
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ajan.clients.prometheus import InsufficientData
+from ajan.errors import InsufficientData
 from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
 from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread, longest_gap
 from support.windows import ROWS, healthy, spec, window

@@ -8,7 +8,7 @@ from typing import Any, Final
 import numpy as np
 import pytest
 
-from ajan.clients.prometheus import InsufficientData
+from ajan.errors import InsufficientData
 from ajan.models import CorrelationPolicySpec, Evidence
 from ajan.services.assessment import MetricWindow, assess
 from ajan.simulate.stack import canary_policy, slo_metrics

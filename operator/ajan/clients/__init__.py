@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ajan.clients.prometheus import (
     AmbiguousResult,
-    InsufficientData,
     MalformedResponse,
     MetricSource,
     MetricSourceError,
@@ -16,7 +15,6 @@ from ajan.clients.prometheus import (
 
 __all__ = [
     "AmbiguousResult",
-    "InsufficientData",
     "MalformedResponse",
     "MetricSource",
     "MetricSourceError",

@@ -5,8 +5,9 @@ protocol, and `PrometheusSource` takes an injected ``httpx.AsyncClient`` so that
 real Prometheus or a faulty server, and the operator shares one connection pool across all its
 evaluations.
 
-Every failure is one of the `MetricSourceError` subclasses below; each carries the ``reason``
-that the policy's Degraded condition will show (CamelCase, as Kubernetes condition reasons are).
+Every failure is one of the `MetricSourceError` subclasses below, or `ajan.errors.InsufficientData`
+(no series, too few points); each carries the ``reason`` that the policy's Degraded condition will
+show (CamelCase, as Kubernetes condition reasons are).
 
 Concurrency: many evaluations run on one event loop. Nothing here blocks or takes a lock; each
 request has its own deadline (`PrometheusSource.timeout_s`, enforced both per network operation by
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ajan import tracing
+from ajan.errors import DataError, InsufficientData
 
 #: Default deadline of one request, in seconds: well under a typical analysis interval (30 s+).
 DEFAULT_TIMEOUT_S: Final = 10.0
@@ -50,15 +52,10 @@ MAX_ANSWER_BYTES: Final = 8 * 2**20
 _NON_FINITE: Final = frozenset({"NaN", "+Inf", "-Inf", "Inf"})
 
 
-class MetricSourceError(Exception):
-    """A query that gave no usable answer. ``reason`` is the Degraded condition's reason."""
+class MetricSourceError(DataError):
+    """A metric source failed to answer usefully. ``reason`` is the Degraded condition's reason."""
 
     reason: ClassVar[str] = "MetricSourceError"
-
-    def __init__(self, message: str, *, query: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.query = query
 
 
 class PrometheusUnavailable(MetricSourceError):  # noqa: N818 (named as the condition reasons they map to)
@@ -91,12 +88,6 @@ class AmbiguousResult(QueryFailed):
 
 class MalformedResponse(QueryFailed):
     """The answer was not Prometheus's API JSON (a proxy's page, a truncated body, a wrong shape)."""
-
-
-class InsufficientData(MetricSourceError):  # noqa: N818 (named as the condition reasons they map to)
-    """No series, or fewer finite points than asked for (all NaN counts as none)."""
-
-    reason: ClassVar[str] = "InsufficientData"
 
 
 @dataclass(frozen=True)

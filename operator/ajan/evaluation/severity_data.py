@@ -40,7 +40,7 @@ What counts as an incident, per dataset:
     fault-free value, or its error ratio at least :data:`ERROR_BREACH`. A memory leak or a small
     error burst is anomalous but breaches nothing: ``info``, which the model must learn too.
 
-Windows where ``assess`` raises :class:`~ajan.clients.prometheus.InsufficientData` are skipped and
+Windows where ``assess`` raises :class:`~ajan.errors.InsufficientData` are skipped and
 counted. The split is by *group* (NAB file, SMD machine, generator seed), never by window: within each
 dataset the sorted groups are shuffled with a fixed seed and cut 70/15/15 into train, calibration and
 test.
@@ -67,7 +67,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ajan.clients.prometheus import InsufficientData
+from ajan.errors import InsufficientData
 from ajan.evaluation import SHARED_DATA
 from ajan.evaluation.nab import load_corpus
 from ajan.evaluation.smd import available_machines, load_machine

@@ -47,7 +47,7 @@ from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
 from ajan.analysis.robust import NOW_ROWS, quiet_nanmedian
 from ajan.analysis.versus import against_stable
-from ajan.clients.prometheus import InsufficientData
+from ajan.errors import InsufficientData
 from ajan.models import (
     Anomaly,
     Correlation,

@@ -37,7 +37,7 @@ from ajan.clients.feedback_store import (
     FeedbackHistory,
     FeedbackUnavailableError,
 )
-from ajan.clients.prometheus import MetricSourceError
+from ajan.errors import DataError
 from ajan.models import (
     API_VERSION,
     Action,
@@ -323,7 +323,7 @@ class PolicyEvaluator:
                     )
                 span.set_attribute("score", step.assessment.score)
                 span.set_attribute("anomalous", len(step.assessment.evidence.anomalies))
-        except MetricSourceError as err:
+        except DataError as err:
             metrics.QUERY_ERRORS.labels(reason=err.reason).inc()
             raise _Untrusted(err.reason, err.message) from err
         return step

@@ -15,15 +15,8 @@ from typing import Final
 
 import numpy as np
 
-from ajan.clients.prometheus import (
-    MAX_POINTS,
-    InsufficientData,
-    MetricSource,
-    MetricSourceError,
-    PrometheusUnavailable,
-    QueryFailed,
-    RangeResult,
-)
+from ajan.clients.prometheus import MAX_POINTS, MetricSource, PrometheusUnavailable, QueryFailed, RangeResult
+from ajan.errors import DataError, InsufficientData
 from ajan.models import CorrelationPolicySpec, Metric, parse_duration
 from ajan.services.assessment import (
     MIN_SPREAD_POINTS,
@@ -47,11 +40,11 @@ SPREAD_REFRESH_S: Final = 3600.0
 _PRECEDENCE: Final = {PrometheusUnavailable: 0, QueryFailed: 1, InsufficientData: 2}
 
 
-def _rank(error: MetricSourceError) -> int:
+def _rank(error: DataError) -> int:
     return next((rank for kind, rank in _PRECEDENCE.items() if isinstance(error, kind)), 3)
 
 
-def most_telling(errors: Sequence[MetricSourceError]) -> MetricSourceError:
+def most_telling(errors: Sequence[DataError]) -> DataError:
     """Of several queries' ``errors`` (at least one), the one a person should act on first: an
     unreachable Prometheus before a refused query before missing data; the first of equals."""
     return min(errors, key=_rank)
@@ -84,11 +77,11 @@ def raise_most_telling(
     no data is no error (the canary is then judged on its own), any other failure is.
     """
     named = [*((m.name, False) for m in spec.metrics), *((m.name, True) for m in stable_of)]
-    errors: list[tuple[str, MetricSourceError]] = []
+    errors: list[tuple[str, DataError]] = []
     for (name, stable), result in zip(named, results, strict=True):
         if isinstance(result, InsufficientData) and stable:
             continue
-        if isinstance(result, MetricSourceError):
+        if isinstance(result, DataError):
             errors.append((f"{name} (stable track)" if stable else name, result))
         elif isinstance(result, BaseException):
             raise result
@@ -151,7 +144,7 @@ async def fetch_spread(
     """Each metric's long-run spread over ``grid`` (:func:`spread_bounds`), and whether every query
     was answered (a short history is an answer: NaN for that metric).
 
-    Never raises a `MetricSourceError`: the spread only bounds a score, so a metric whose long
+    Never raises a `DataError`: the spread only bounds a score, so a metric whose long
     history is unknown is scored without the bound rather than not at all.
     """
     results = await asyncio.gather(
@@ -167,7 +160,7 @@ async def fetch_spread(
         if isinstance(result, RangeResult):
             columns.append(result.values)
             continue
-        if not isinstance(result, MetricSourceError):
+        if not isinstance(result, DataError):
             raise result
         answered &= isinstance(result, InsufficientData)
         columns.append(np.full(grid.rows, np.nan))
@@ -183,7 +176,7 @@ async def fetch_window(
 
     Raises
     ------
-    MetricSourceError
+    DataError
         The most telling of the queries' errors; its message names the metric.
     """
     tracked = [m for m in spec.metrics if m.stable_query is not None]
