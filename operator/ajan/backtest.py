@@ -347,6 +347,9 @@ class PlanEvent:
     predicted_impact: tuple[Impact, ...]
     severity_estimate: dict[str, float | str] | None = None
     """The severity model's advisory probabilities (``info``, ``warning``, ``critical``, ``source``)."""
+    probability_real: float | None = None
+    """How often an incident opened at this confidence was real in the replays of labelled data
+    (:data:`ajan.analysis.calibration.OPENING_MAP`); advisory, as in the plan's evidence."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +461,7 @@ def _plan_event(at: datetime, decision: Decision, severity: str, assessment: Ass
             for p in sorted(evidence.predicted_impact, key=lambda p: -p.breach_probability)[:TOP_IMPACTS]
         ),
         severity_estimate=evidence.severity.model_dump() if evidence.severity else None,
+        probability_real=evidence.probability_real,
     )
 
 

@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pytest
 import yaml
 
+from ajan.analysis.calibration import OPENING_MAP, platt
 from ajan.backtest import (
     BacktestError,
     BacktestResult,
@@ -253,7 +254,12 @@ def test_each_plan_is_the_operators_own_step_with_its_severity_estimate() -> Non
         assert step.assessment.confidence == pytest.approx(plan.confidence)
         assert step.assessment.evidence.severity is not None
         assert plan.severity_estimate == step.assessment.evidence.severity.model_dump()
-    assert json.loads(render_json(result))["plans"][0]["severity_estimate"]["source"] in {"model", "rules"}
+        # The advisory probability is the calibration map of the confidence the decision climbed on.
+        assert plan.probability_real == step.assessment.evidence.probability_real
+        assert plan.probability_real == pytest.approx(float(platt(plan.confidence, OPENING_MAP)))
+    first = json.loads(render_json(result))["plans"][0]
+    assert first["severity_estimate"]["source"] in {"model", "rules"}
+    assert 0.0 < first["probability_real"] < first["confidence"]
 
 
 def test_escalating_fault_opens_then_escalates() -> None:

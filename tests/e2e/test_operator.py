@@ -17,6 +17,7 @@ from typing import Any, Final
 import pytest
 from kubernetes import client
 
+from ajan.analysis.calibration import OPENING_MAP, platt
 from ajan.simulate.stack import CANARY_METRICS, canary_policy
 from support.operator import Cluster, OperatorProcess
 from support.prometheus import HistoryStack, StartWithHistory, wait_for
@@ -140,6 +141,9 @@ def test_fault_yields_exactly_one_plan_with_its_evidence(setup: Setup) -> None:
     severity = spec["evidence"]["severity"]
     assert severity["source"] == "model"
     assert abs(severity["info"] + severity["warning"] + severity["critical"] - 1.0) < 1e-3
+    # How often an opening at this confidence was real on labelled data (advisory, beside it).
+    expected = float(platt(spec["confidence"], OPENING_MAP))
+    assert spec["evidence"]["probabilityReal"] == pytest.approx(expected, abs=1e-3)
     assert status["phase"] == "DryRun"  # the patches recorded, nothing sent
     pause, annotate = status["dryRunPatch"].splitlines()
     assert pause == '{"spec": {"paused": true}}'

@@ -475,6 +475,7 @@ def plan_spec() -> RemediationPlanSpec:
                 )
             ],
             drift=[Drift(metric="memory", psi=0.31, ks_p_value=0.0004)],
+            probability_real=0.28,
         ),
     )
 
@@ -689,6 +690,7 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
         ("Phase", 0),
         ("Age", 0),
         ("Policy", 1),
+        ("ProbabilityReal", 1),
         ("Mode", 1),
         ("Approved", 1),
         ("Verdict", 1),
@@ -696,9 +698,7 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
         ("Deleting", 1),
     ]
     [row] = result["rows"]
-    name, target, action, severity, confidence, phase, age, policy, mode, approved, verdict, executed, _ = (
-        row["cells"]
-    )
+    name, target, action, severity, confidence, phase, age, *wide = row["cells"]
     assert (name, target, action, severity, confidence, phase) == (
         "checkout-latency-1",
         "checkout",
@@ -708,7 +708,7 @@ def test_plan_columns(admin_api: client.ApiClient, namespace: str) -> None:
         "Proposed",
     )
     assert re.fullmatch(r"\d+s", age)
-    assert (policy, mode, approved, verdict, executed) == ("checkout-latency", "dry-run", None, None, None)
+    assert wide[:-1] == ["checkout-latency", 0.28, "dry-run", None, None, None]
 
 
 def test_policy_columns(admin_api: client.ApiClient, namespace: str) -> None:

@@ -16,18 +16,16 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
-from scipy.special import expit, logit
+from scipy.special import logit
 
+from ajan.analysis.calibration import EPS, PlattMap, platt
 from ajan.evaluation.severity import expected_calibration_error, roc_auc
 
 FloatArray = npt.NDArray[np.float64]
-#: Confidences are clipped this far from 0 and 1 before their logit.
-EPS: Final = 1e-4
 
 
 def _logit(p: npt.ArrayLike) -> FloatArray:
@@ -58,9 +56,7 @@ def platt_fit(confidence: npt.ArrayLike, real: npt.ArrayLike) -> tuple[float, fl
 
 def platt_apply(params: tuple[float, float], confidence: npt.ArrayLike) -> FloatArray:
     """The calibrated probabilities of ``confidence`` under ``params``."""
-    a, b = params
-    result: FloatArray = expit(a * _logit(confidence) + b)
-    return result
+    return platt(confidence, PlattMap(*params))
 
 
 def cross_dataset(openings: Mapping[str, Sequence[tuple[float, bool]]]) -> list[dict[str, object]]:

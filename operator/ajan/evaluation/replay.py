@@ -280,6 +280,18 @@ class Match:
 
         return expected_calibration_error(*self._openings()) if self.openings else float("nan")
 
+    @property
+    def probability_ece(self) -> float:
+        """Expected calibration error of the plans' ``probabilityReal`` at opening (the confidence
+        through :data:`ajan.analysis.calibration.OPENING_MAP`; NaN without incidents)."""
+        from ajan.analysis.calibration import OPENING_MAP, platt
+        from ajan.evaluation.severity import expected_calibration_error
+
+        if not self.openings:
+            return float("nan")
+        confidence, real = self._openings()
+        return expected_calibration_error(platt(confidence, OPENING_MAP), real)
+
     def _openings(self) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         return (
             np.array([c for c, _ in self.openings], dtype=np.float64),
@@ -504,13 +516,14 @@ def format_confidence_row(name: str, m: Match) -> str:
     mean = f"{confidences.mean():.2f}" if confidences.size else "-"
     return (
         f"| {name} | {confidences.size} | {int(real.sum())} | {mean} | {m.plan_precision:.2f} "
-        f"| {m.confidence_auc:.2f} | {m.confidence_ece:.3f} |"
+        f"| {m.confidence_auc:.2f} | {m.confidence_ece:.3f} | {m.probability_ece:.3f} |"
     )
 
 
 CONFIDENCE_HEADER: Final = (
-    "| replay | incidents | real | mean confidence at opening | share real | AUC | ECE |\n"
-    "|---|---:|---:|---:|---:|---:|---:|"
+    "| replay | incidents | real | mean confidence at opening | share real | AUC | ECE "
+    "| ECE of probabilityReal |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 

@@ -283,6 +283,13 @@ REMEDIATION_PLAN: Final = Resource(
         PrinterColumn("Phase", "string", ".status.phase", "Where the plan is in its life cycle."),
         _AGE,
         PrinterColumn("Policy", "string", ".spec.policyRef.name", "The policy that proposed it.", 1),
+        PrinterColumn(
+            "ProbabilityReal",
+            "number",
+            ".spec.evidence.probabilityReal",
+            "How often an incident opened at this confidence was real in ajan's replays of labelled data.",
+            1,
+        ),
         PrinterColumn("Mode", "string", ".spec.mode", "auto, approve or dry-run.", 1),
         PrinterColumn("Approved", "boolean", ".spec.approval.approved", "A person's decision.", 1),
         PrinterColumn("Verdict", "string", ".spec.feedback.verdict", "A person's verdict.", 1),

@@ -257,6 +257,12 @@ class Evidence(KubeModel):
     severity: SeverityEstimate | None = None
     """The severity classifier's probabilities (absent on plans made before it existed)."""
 
+    probability_real: Fraction | None = None
+    """How often an incident opened at this confidence was real when ajan's operator was replayed
+    over labelled public data: the confidence through a two-parameter calibration map fitted on SMD
+    and checked on NAB (docs/accuracy.md). A guide for the person judging the plan; the ladder climbs
+    on the confidence (absent on plans made before it existed)."""
+
     feedback: Annotated[StrictStr, StringConstraints(max_length=1024)] | None = None
     """How operators' verdicts on earlier plans of the same anomaly signature changed this decision."""
 

@@ -8,9 +8,10 @@ replays the same function over history, so a backtest is what the operator would
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from ajan.analysis.calibration import OPENING_MAP, platt
 from ajan.clients.feedback_store import FeedbackHistory
 from ajan.models import CorrelationPolicySpec, Incident, LadderStep
 from ajan.services.assessment import Assessment, FloatArray, MetricWindow, assess
@@ -54,6 +55,10 @@ def evaluate(
     ladder = list(spec.remediation.ladder)
     if verdicts is not None:
         assessment, ladder = refine(assessment, ladder, verdicts)
+    # From the confidence the decision climbs on, the verdicts' refinement included.
+    probability = float(platt(assessment.confidence, OPENING_MAP))
+    evidence = assessment.evidence.model_copy(update={"probability_real": probability})
+    assessment = replace(assessment, evidence=evidence)
     recovery = spec.remediation.recovery_evaluations
     decision = decide(policy, incident, assessment.confidence, ladder, recovery, at)
     return Step(assessment, ladder, decision)
