@@ -718,6 +718,12 @@ def _header(plan: RemediationPlan, timeline: Timeline, generated_at: datetime) -
         ("Action", _badge(spec.action.value)),
         ("Severity", _badge(spec.severity.value, _SEVERITY_RGB.get(spec.severity.value))),
         ("Confidence", _e(confidence)),
+    ]
+    real = spec.evidence.probability_real
+    if real is not None:
+        # The plan's own advisory figure; older plans lack it and show nothing rather than a guess.
+        rows.append(("Real in replays", _e(f"{real:.2f} of openings at this confidence (labelled data)")))
+    rows += [
         ("Phase", _badge(_phase(plan))),
         ("Mode", mode),
         ("Proposed", _e(_iso(timeline.at))),

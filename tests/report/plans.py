@@ -69,6 +69,7 @@ def plan_body(
                 "drift": [{"metric": "error-ratio", "psi": 1.7, "ksPValue": 0.0001}],
                 "severity": {"info": 0.05, "warning": 0.7, "critical": 0.25, "source": "model"},
                 "feedback": "2 earlier plans with this signature were judged true-positive: confidence +0.04",
+                "probabilityReal": 0.28,
             },
         },
         "status": {

@@ -62,6 +62,7 @@ def test_every_section_is_present_with_the_plans_facts() -> None:
     for fact in ("error-ratio", "0.31", "0.011", "+9.30", "[+4.10, +8.40]", "0.910", "shifted", "0.700",
                  "Source: model", "judged true-positive"):  # fmt: skip
         assert fact in words, fact
+    assert "0.28 of openings at this confidence" in words  # the advisory probability, beside it
     # The patch that would be sent, verbatim and readable, and where it would go.
     assert '"paused": true' in words and "Would be sent (dry-run: nothing was sent)" in words
     assert "PATCH /apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/checkout" in words
@@ -191,6 +192,13 @@ def test_metrics_left_out_for_want_of_data_are_named_above_the_anomalies() -> No
     words = " ".join(Page(page(RemediationPlan.model_validate(body))).all_text.split())
     assert "Left out of this decision, no recent sample: memory." in words
     assert "Left out of this decision" not in " ".join(Page(page()).all_text.split())
+
+
+def test_a_plan_made_before_the_probability_existed_shows_none() -> None:
+    body = plan_body()
+    del body["spec"]["evidence"]["probabilityReal"]
+    words = " ".join(Page(page(RemediationPlan.model_validate(body))).all_text.split())
+    assert "Real in replays" not in words and "Confidence" in words
 
 
 def test_a_proposed_plan_has_no_patch_yet() -> None:
