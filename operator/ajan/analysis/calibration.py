@@ -40,8 +40,13 @@ class PlattMap:
 OPENING_MAP: Final = PlattMap(a=0.29, b=-1.44)
 
 
+def clipped_logit(confidence: npt.ArrayLike) -> FloatArray:
+    """The logit a Platt map works on: of ``confidence`` clipped :data:`EPS` from 0 and 1."""
+    result: FloatArray = logit(np.clip(np.asarray(confidence, dtype=np.float64), EPS, 1.0 - EPS))
+    return result
+
+
 def platt(confidence: npt.ArrayLike, params: PlattMap) -> FloatArray:
     """The calibrated probabilities of ``confidence`` (any shape, values in [0, 1]) under ``params``."""
-    x = logit(np.clip(np.asarray(confidence, dtype=np.float64), EPS, 1.0 - EPS))
-    result: FloatArray = expit(params.a * x + params.b)
+    result: FloatArray = expit(params.a * clipped_logit(confidence) + params.b)
     return result

@@ -20,17 +20,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
-from scipy.special import logit
 
-from ajan.analysis.calibration import EPS, PlattMap, platt
+from ajan.analysis.calibration import PlattMap, clipped_logit, platt
 from ajan.evaluation.severity import expected_calibration_error, roc_auc
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _logit(p: npt.ArrayLike) -> FloatArray:
-    result: FloatArray = logit(np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS))
-    return result
 
 
 def platt_fit(confidence: npt.ArrayLike, real: npt.ArrayLike) -> tuple[float, float]:
@@ -41,7 +35,7 @@ def platt_fit(confidence: npt.ArrayLike, real: npt.ArrayLike) -> tuple[float, fl
     ValueError
         Without both real and false openings: nothing to fit.
     """
-    x, y = _logit(confidence), np.asarray(real, dtype=np.float64)
+    x, y = clipped_logit(confidence), np.asarray(real, dtype=np.float64)
     if not 0 < y.sum() < y.size:
         raise ValueError("a calibration needs both real and false openings")
 
