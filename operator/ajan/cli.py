@@ -60,7 +60,18 @@ def _add_detect_and_rank(sub: argparse._SubParsersAction[Any]) -> None:
     rank.add_argument("input")
     rank.add_argument("--start", required=True, help="first row (index or timestamp)")
     rank.add_argument("--end", required=True, help="row after the last (index or timestamp)")
-    rank.add_argument("--train", help="CSV of normal history with the same columns")
+    history = rank.add_mutually_exclusive_group()
+    history.add_argument(
+        "--train", help="CSV of normal history with the same columns, ending where INPUT begins"
+    )
+    history.add_argument(
+        "--reference",
+        metavar="CSV",
+        help=(
+            "CSV of normal history recorded at another time or traffic level: only each metric's spread "
+            "is taken from it; the level is that of the rows before --start"
+        ),
+    )
     rank.add_argument("--top", type=int, help="print only the K most responsible metrics")
 
 
@@ -145,16 +156,17 @@ def _add_report(sub: argparse._SubParsersAction[Any]) -> None:
     )
 
 
-def _load(args: argparse.Namespace) -> tuple[MetricTable, np.ndarray | None]:
+def _load(args: argparse.Namespace, need_detector_rows: bool = True) -> tuple[MetricTable, np.ndarray | None]:
     from ajan.analysis.detector import min_rows
 
     table = read_table(args.input)
     baseline = None
-    if args.train:
-        baseline = read_table(args.train, columns=table.names).values
+    other = getattr(args, "train", None) or getattr(args, "reference", None)
+    if other:
+        baseline = read_table(other, columns=table.names).values
     needed = min_rows()
     have = table.values.shape[0] + (0 if baseline is None else baseline.shape[0])
-    if have < needed:
+    if need_detector_rows and have < needed:
         raise InputError(
             f"{args.input}: {have} rows (with --train) but the detector needs at least {needed}; "
             "give more rows or a longer --train baseline"
@@ -196,16 +208,23 @@ def _detect(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _rank(args: argparse.Namespace, out: TextIO) -> None:
-    from ajan.analysis.detector import rank_metrics
+    from ajan.analysis.detector import min_rows, rank_metrics
 
-    table, baseline = _load(args)
+    # A short export still ranks: rank_metrics then judges the interval against the rows before it.
+    table, baseline = _load(args, need_detector_rows=False)
     start = _row_index(table, args.start, "--start")
     end = _row_index(table, args.end, "--end")
     if start >= end:
         raise InputError(f"--start ({args.start}) must come before --end ({args.end})")
     if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")
-    scores = rank_metrics(table.values, start, end, baseline)
+    try:
+        scores = rank_metrics(table.values, start, end, baseline, contiguous=not args.reference)
+    except ValueError as exc:  # too short to judge: say what is missing, in the command's terms
+        raise InputError(
+            f"{exc}; with fewer than {min_rows()} rows (with --train), or with --reference, the ranking "
+            "needs a row before --start and two samples per metric before it or in the baseline"
+        ) from None
     order = sorted(range(len(table.names)), key=lambda i: (-scores[i], i))
     if args.top is not None:
         order = order[: args.top]

@@ -191,6 +191,27 @@ def test_rank_metrics_puts_the_planted_metric_first(seed: int) -> None:
     assert np.argmax(rank_metrics(shift[300:], 300, 340, baseline=base)) == 1
 
 
+def test_rank_metrics_on_a_short_history_uses_the_rows_before() -> None:
+    # 12 rows: far below min_rows, which used to be refused; the level comes from the 4 rows before.
+    x = _quiet(7, rows=12)
+    x[4:, 3] += 6.0
+    scores = rank_metrics(x, 4, 12)
+    assert np.argmax(scores) == 3 and np.all((scores >= 0) & (scores <= 1))
+    with pytest.raises(ValueError, match="a row before the interval"):
+        rank_metrics(x, 0, 12)
+
+
+def test_rank_metrics_with_a_reference_from_elsewhere() -> None:
+    # A long reference at another level: as history it would make every metric look shifted;
+    # as a reference from elsewhere (contiguous=False) it only gives the spread.
+    x = _quiet(8, rows=12)
+    x[4:, 1] -= 6.0
+    reference = _quiet(9, rows=400) + 30.0
+    elsewhere = rank_metrics(x, 4, 12, baseline=reference, contiguous=False)
+    assert np.argmax(elsewhere) == 1
+    assert np.sort(elsewhere)[-2] < 0.3 < elsewhere[1]
+
+
 def test_rank_metrics_bad_interval() -> None:
     with pytest.raises(ValueError):
         rank_metrics(_quiet(20), 500, 500)

@@ -77,6 +77,12 @@ def _files(d: Path) -> dict[str, Path]:
     f["train_extra"] = _write(
         d / "train_extra.csv", ["a", "b", "c", "d"], np.hstack([train, train[:, :1]]).tolist()
     )
+    # An incident export: three rows before the incident, in which "a" drops 5 sigma, and a healthy
+    # reference from another day at other levels (every metric +50), the same spread.
+    export = _data(3, 8)
+    export[3:, 0] -= 5.0
+    f["export"] = _write(d / "export.csv", ["a", "b", "c"], export.tolist())
+    f["elsewhere"] = _write(d / "elsewhere.csv", ["a", "b", "c"], (train + 50.0).tolist())
     f["train_missing"] = _write(d / "train_missing.csv", ["a", "b"], train[:, :2].tolist())
     f["empty"] = d / "empty.csv"
     f["empty"].write_text("", encoding="utf-8")
@@ -122,6 +128,17 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
             "2",
         ],
         "rank_train": ["rank", str(f["short"]), "--train", str(f["train"]), "--start", "10", "--end", "30"],
+        "rank_export": ["rank", str(f["export"]), "--start", "3", "--end", "8"],
+        "rank_reference": [
+            "rank",
+            str(f["export"]),
+            "--reference",
+            str(f["elsewhere"]),
+            "--start",
+            "3",
+            "--end",
+            "8",
+        ],
         "bom": ["detect", str(f["bom"])],
         # bad input
         "missing_file": ["detect", str(f["ts"].parent / "nope.csv")],
@@ -133,6 +150,19 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "all_nan_column": ["detect", str(f["all_nan"])],
         "too_few_rows": ["detect", str(f["few"])],
         "start_not_before_end": ["rank", str(f["rows"]), "--start", "20", "--end", "20"],
+        "rank_export_no_row_before": ["rank", str(f["export"]), "--start", "0", "--end", "8"],
+        "rank_train_and_reference": [
+            "rank",
+            str(f["rows"]),
+            "--train",
+            str(f["train"]),
+            "--reference",
+            str(f["train"]),
+            "--start",
+            "1",
+            "--end",
+            "2",
+        ],
         "bad_timestamp_in_file": ["detect", str(f["bad_ts"])],
         "bad_timestamp_flag": ["rank", str(f["ts"]), "--start", "noon", "--end", "10"],
         "row_out_of_range": ["rank", str(f["rows"]), "--start", "0", "--end", str(ROWS + 1)],
@@ -289,6 +319,20 @@ def test_rank_with_train(runs) -> None:
     assert ranking[0]["metric"] == "c"  # the metric that stays up over rows 10-30
 
 
+def test_rank_a_short_export_against_its_own_rows_before(runs) -> None:
+    # 8 rows: far fewer than the detector needs; ranked against the 3 rows before --start instead.
+    ranking = _ranking(runs["rank_export"])
+    assert ranking[0]["metric"] == "a"
+
+
+def test_rank_with_a_reference_from_another_level(runs) -> None:
+    # The reference sits 50 above the export; only its spread is used, so "a" still leads and the
+    # others, which did not move, are not made to look 50 sigma off.
+    ranking = _ranking(runs["rank_reference"])
+    assert ranking[0]["metric"] == "a"
+    assert all(e["score"] < 0.5 for e in ranking[1:]), ranking
+
+
 # --- bad input: exit 2, one line on stderr naming the problem, no traceback -----------------------
 
 
@@ -302,6 +346,8 @@ BAD = {
     "all_nan_column": ["all_nan.csv", "column 'b'", "no numeric value"],
     "too_few_rows": ["few.csv", f"{min_rows() - 1} rows", f"at least {min_rows()}"],
     "start_not_before_end": ["--start (20)", "--end (20)"],
+    "rank_export_no_row_before": ["a row before --start", "start=0"],
+    "rank_train_and_reference": ["--reference", "not allowed with argument --train"],
     "bad_timestamp_in_file": ["bad_ts.csv", "'yesterday'", "ISO 8601"],
     "bad_timestamp_flag": ["--start", "'noon'"],
     "row_out_of_range": ["--end", f"'{ROWS + 1}'", "no timestamp column"],

