@@ -72,6 +72,12 @@ def _add_detect_and_rank(sub: argparse._SubParsersAction[Any]) -> None:
             "is taken from it; the level is that of the rows before --start"
         ),
     )
+    rank.add_argument(
+        "--depends-on",
+        metavar="YAML",
+        help="services, their metric columns and whom they call: also rank services (README, rank)",
+    )
+    rank.add_argument("--symptom", metavar="SERVICE", help="with --depends-on: the service whose SLO broke")
     rank.add_argument("--top", type=int, help="print only the K most responsible metrics")
 
 
@@ -207,10 +213,44 @@ def _detect(args: argparse.Namespace, out: TextIO) -> None:
         writer.writerow([key, f"{score:.6f}", int(alert)])
 
 
+def _service_ranking(
+    path: str, symptom: str, names: tuple[str, ...], scores: np.ndarray, top: int | None
+) -> list[dict[str, object]]:
+    """Services by the call-graph traversal from ``symptom`` (``traverse_call_graph``)."""
+    from ajan.analysis.rootcause import traverse_call_graph
+    from ajan.models.callgraph import read_call_graph
+
+    try:
+        graph = read_call_graph(path, names)
+    except ValueError as exc:
+        raise InputError(f"--depends-on {exc}") from None
+    if symptom not in graph:
+        raise InputError(f"--symptom {symptom!r} is not a service of {path}")
+    column = {name: i for i, name in enumerate(names)}
+    own = {
+        name: max((float(scores[column[m]]) for m in node.metrics), default=0.0)
+        for name, node in graph.items()
+    }
+    ranked = traverse_call_graph(own, {name: node.depends_on for name, node in graph.items()}, symptom)
+    order = sorted(ranked, key=lambda n: -ranked[n])  # stable: ties keep the file's order
+    services = [
+        {
+            "service": name,
+            "score": round(own[name], 6),
+            "reachable": ranked[name] >= 0.0,
+            "startsHere": ranked[name] >= 1.0,
+        }
+        for name in order
+    ]
+    return services[:top] if top is not None else services
+
+
 def _rank(args: argparse.Namespace, out: TextIO) -> None:
     from ajan.analysis.detector import min_rows, rank_metrics
 
     # A short export still ranks: rank_metrics then judges the interval against the rows before it.
+    if bool(args.depends_on) != bool(args.symptom):
+        raise InputError("--depends-on and --symptom go together: the graph and where the symptom showed")
     table, baseline = _load(args, need_detector_rows=False)
     start = _row_index(table, args.start, "--start")
     end = _row_index(table, args.end, "--end")
@@ -229,7 +269,10 @@ def _rank(args: argparse.Namespace, out: TextIO) -> None:
     if args.top is not None:
         order = order[: args.top]
     ranking = [{"metric": table.names[i], "score": round(float(scores[i]), 6)} for i in order]
-    json.dump({"ranking": ranking}, out)
+    doc: dict[str, object] = {"ranking": ranking}
+    if args.depends_on:
+        doc["services"] = _service_ranking(args.depends_on, args.symptom, table.names, scores, args.top)
+    json.dump(doc, out)
     out.write("\n")
 
 

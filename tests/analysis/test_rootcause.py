@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ajan.analysis.rootcause import rank_level_shifts, rank_root_causes, reference_scale
+from ajan.analysis.rootcause import rank_level_shifts, rank_root_causes, reference_scale, traverse_call_graph
 
 
 def test_known_answer() -> None:
@@ -163,3 +163,32 @@ def test_reference_scale_takes_the_larger_of_mad_and_sd() -> None:
     assert scale[0] == pytest.approx(np.std(spiky, ddof=1))
     assert scale[1] == pytest.approx(1.0, abs=0.3)
     assert np.isnan(scale[2])  # one sample: no spread
+
+
+# --- traverse_call_graph: where along the calls from the symptom the trouble starts -----------------
+
+
+def test_traversal_puts_the_deepest_anomalous_node_first() -> None:
+    calls = {"web": ["cart"], "cart": ["db"], "db": []}
+    ranked = traverse_call_graph({"web": 0.9, "cart": 0.8, "db": 0.6}, calls, "web")
+    # Every node is anomalous, but only db's callees are all quiet: web and cart are its victims.
+    assert max(ranked, key=ranked.__getitem__) == "db"
+    assert ranked == {"web": 0.9, "cart": 0.8, "db": 1.6}
+
+
+def test_traversal_ignores_nodes_the_symptom_cannot_reach() -> None:
+    calls = {"web": ["cart"], "batch": ["db"]}
+    ranked = traverse_call_graph({"web": 0.7, "cart": 0.2, "batch": 0.99, "db": 0.99}, calls, "web")
+    assert ranked["batch"] == -1.0 and ranked["db"] == -1.0  # louder, but not on the symptom's path
+    assert ranked["web"] == 1.7  # its only callee is quiet: the trouble starts at web itself
+
+
+def test_traversal_threshold_and_cycles() -> None:
+    calls = {"a": ["b"], "b": ["a"]}  # services that call each other: no infinite walk
+    assert traverse_call_graph({"a": 0.4, "b": 0.45}, calls, "a") == {
+        "a": 0.4,
+        "b": 0.45,
+    }  # nothing anomalous
+    assert traverse_call_graph({"a": 0.4, "b": 0.45}, calls, "a", anomalous=0.42) == {"a": 0.4, "b": 1.45}
+    with pytest.raises(ValueError, match="symptom node 'c'"):
+        traverse_call_graph({"a": 0.4}, calls, "c")

@@ -77,12 +77,19 @@ def _files(d: Path) -> dict[str, Path]:
     f["train_extra"] = _write(
         d / "train_extra.csv", ["a", "b", "c", "d"], np.hstack([train, train[:, :1]]).tolist()
     )
-    # An incident export: three rows before the incident, in which "a" drops 5 sigma, and a healthy
+    # An incident export: three rows before the incident, in which "a" drops 12 sigma, and a healthy
     # reference from another day at other levels (every metric +50), the same spread.
     export = _data(3, 8)
-    export[3:, 0] -= 5.0
+    export[3:, 0] -= 12.0
     f["export"] = _write(d / "export.csv", ["a", "b", "c"], export.tolist())
     f["elsewhere"] = _write(d / "elsewhere.csv", ["a", "b", "c"], (train + 50.0).tolist())
+    # The export's services: "b" calls "a" (whose drop is the cause) and "c".
+    f["graph"] = d / "graph.yaml"
+    f["graph"].write_text(
+        "b:\n  metrics: [b]\n  dependsOn: [a, c]\na:\n  metrics: [a]\nc:\n  metrics: [c]\n", encoding="utf-8"
+    )
+    f["graph_unknown_metric"] = d / "graph_unknown_metric.yaml"
+    f["graph_unknown_metric"].write_text("b:\n  metrics: [latency]\n", encoding="utf-8")
     f["train_missing"] = _write(d / "train_missing.csv", ["a", "b"], train[:, :2].tolist())
     f["empty"] = d / "empty.csv"
     f["empty"].write_text("", encoding="utf-8")
@@ -139,6 +146,10 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
             "--end",
             "8",
         ],
+        "rank_services": [
+            *("rank", str(f["export"]), "--reference", str(f["elsewhere"]), "--start", "3", "--end", "8"),
+            *("--depends-on", str(f["graph"]), "--symptom", "b"),
+        ],
         "bom": ["detect", str(f["bom"])],
         # bad input
         "missing_file": ["detect", str(f["ts"].parent / "nope.csv")],
@@ -150,6 +161,20 @@ def _cases(f: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "all_nan_column": ["detect", str(f["all_nan"])],
         "too_few_rows": ["detect", str(f["few"])],
         "start_not_before_end": ["rank", str(f["rows"]), "--start", "20", "--end", "20"],
+        "rank_graph_unknown_metric": [
+            *("rank", str(f["export"]), "--start", "3", "--end", "8"),
+            *("--depends-on", str(f["graph_unknown_metric"]), "--symptom", "b"),
+        ],
+        "rank_symptom_without_graph": [
+            "rank",
+            str(f["export"]),
+            "--start",
+            "3",
+            "--end",
+            "8",
+            "--symptom",
+            "b",
+        ],
         "rank_export_no_row_before": ["rank", str(f["export"]), "--start", "0", "--end", "8"],
         "rank_train_and_reference": [
             "rank",
@@ -325,6 +350,16 @@ def test_rank_a_short_export_against_its_own_rows_before(runs) -> None:
     assert ranking[0]["metric"] == "a"
 
 
+def test_rank_services_along_the_call_graph(runs) -> None:
+    doc = json.loads(_ok(runs["rank_services"]))
+    assert list(doc) == ["ranking", "services"]
+    assert doc["ranking"] == _ranking(runs["rank_reference"])  # the graph adds, it changes no metric score
+    services = doc["services"]
+    assert services[0]["service"] == "a"
+    assert services[0]["startsHere"] is True and all(s["reachable"] for s in services)
+    assert sorted(s["service"] for s in services) == ["a", "b", "c"]
+
+
 def test_rank_with_a_reference_from_another_level(runs) -> None:
     # The reference sits 50 above the export; only its spread is used, so "a" still leads and the
     # others, which did not move, are not made to look 50 sigma off.
@@ -346,6 +381,14 @@ BAD = {
     "all_nan_column": ["all_nan.csv", "column 'b'", "no numeric value"],
     "too_few_rows": ["few.csv", f"{min_rows() - 1} rows", f"at least {min_rows()}"],
     "start_not_before_end": ["--start (20)", "--end (20)"],
+    "rank_graph_unknown_metric": [
+        "--depends-on",
+        "graph_unknown_metric.yaml",
+        "b:",
+        "'latency'",
+        "not a column",
+    ],
+    "rank_symptom_without_graph": ["--depends-on and --symptom go together"],
     "rank_export_no_row_before": ["a row before --start", "start=0"],
     "rank_train_and_reference": ["--reference", "not allowed with argument --train"],
     "bad_timestamp_in_file": ["bad_ts.csv", "'yesterday'", "ISO 8601"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -219,3 +221,71 @@ def rank_level_shifts(
     score = np.where(np.isinf(deviation), 1.0, deviation / (deviation + z_half))
     order = np.lexsort((np.arange(n), -deviation)).astype(np.int64)
     return ShiftRanking(score, deviation, level, scale, order)
+
+
+def traverse_call_graph(
+    score: Mapping[str, float],
+    calls: Mapping[str, Sequence[str]],
+    symptom: str,
+    *,
+    anomalous: float = 0.5,
+) -> dict[str, float]:
+    """Re-rank node scores by where trouble starts along the calls from the symptom node.
+
+    Latency and errors travel from a callee up to its callers, so a node can only have caused
+    the symptom if the symptom node reaches it through calls, and an anomalous node whose own
+    callees are all quiet is where the trouble starts, while one with an anomalous callee is
+    more likely its victim. The traversal PetShop's authors use as their baseline; on PetShop
+    it lifts ajan's top-1 from 0.49 to 0.73 (docs/accuracy.md).
+
+    Parameters
+    ----------
+    score : mapping of node to float
+        Each node's score in [0, 1] (e.g. the highest of its metrics'); a node missing here
+        scores 0.
+    calls : mapping of node to sequence of nodes
+        Whom each node calls (its ``dependsOn``); a node missing here calls nobody.
+    symptom : str
+        The node where the symptom showed (the SLO's service).
+    anomalous : float
+        The score from which a node counts as anomalous: 0.5, where ajan's scores put a move
+        of ``z_half``.
+
+    Returns
+    -------
+    dict
+        For every node named in ``score`` or ``calls``: ``score + 1`` for an anomalous node the
+        symptom reaches none of whose callees is anomalous, ``score`` for the other nodes it
+        reaches, -1 for the nodes it does not reach. Sort descending for the ranking.
+
+    Raises
+    ------
+    ValueError
+        When ``symptom`` is not a node.
+
+    Examples
+    --------
+    >>> calls = {"web": ["cart", "search"], "cart": ["db"]}
+    >>> s = {"web": 0.9, "cart": 0.7, "db": 0.2, "search": 0.6, "batch": 0.95}
+    >>> traverse_call_graph(s, calls, "web")
+    {'web': 0.9, 'cart': 1.7, 'db': 0.2, 'search': 1.6, 'batch': -1.0}
+    """
+    nodes = list(dict.fromkeys([*score, *calls, *(c for callees in calls.values() for c in callees)]))
+    if symptom not in nodes:
+        raise ValueError(f"symptom node {symptom!r} is not in the call graph")
+    reached = {symptom}
+    queue = deque([symptom])
+    while queue:
+        for callee in calls.get(queue.popleft(), ()):
+            if callee not in reached:
+                reached.add(callee)
+                queue.append(callee)
+    out: dict[str, float] = {}
+    for node in nodes:
+        own = float(score.get(node, 0.0))
+        if node not in reached:
+            out[node] = -1.0
+            continue
+        explained = any(score.get(c, 0.0) >= anomalous for c in calls.get(node, ()))
+        out[node] = own + (1.0 if own >= anomalous and not explained else 0.0)
+    return out

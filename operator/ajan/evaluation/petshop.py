@@ -59,10 +59,12 @@ Decisions, each made before looking at any result:
   every other node ranks last (score -1). Latency and errors travel from a callee up
   to its callers, so among the reachable nodes an anomalous one (node score at least
   :data:`ANOMALOUS`, i.e. a deviation of the detector's ``z_half``) none of whose
-  callees is anomalous in latency or availability is where the trouble starts: such
-  nodes rank first (score + 1), then every other reachable node by its score. A
-  callee's changed request count is an effect of its callers, not an explanation of
-  them, so requests do not explain a caller away.
+  callees is anomalous is where the trouble starts: such nodes rank first (score + 1),
+  then every other reachable node by its score
+  (:func:`ajan.analysis.rootcause.traverse_call_graph`, also behind ``ajan rank
+  --depends-on``). Whether a callee counts as anomalous by all its metrics or only by
+  its latency and availability (its request count being its callers' doing) made no
+  difference here, so all count, as they must for a user's metrics of unknown kind.
 
 Top-k recall counts ties in expectation over a uniformly random order, so an
 uninformative ranking earns chance credit, not more.
@@ -117,7 +119,6 @@ DEFAULT_WINDOW_MINUTES = 15.0
 #: Only the settings the detector has are applied (:func:`_non_contiguous_config`):
 #: a detector without those views has nothing to switch off.
 NON_CONTIGUOUS_BASELINE = ("seasonal=false", "use_trend=false")
-UPWARD_METRICS = frozenset({"latency", "availability"})
 #: A node score at which a node counts as anomalous in the call-graph traversal: ajan's scores are
 #: 0.5 at the deviation ``z_half``, the point its detector calls half-way to certain.
 ANOMALOUS = 0.5
@@ -367,61 +368,28 @@ def incident_window(timestamps: FloatArray, symptom: float, window_s: float) -> 
     return start, end
 
 
-def node_scores(
-    keys: Sequence[MetricKey], scores: FloatArray, nodes: Iterable[str], kinds: frozenset[str] | None
-) -> dict[str, float]:
-    """Highest metric score per node, over the metrics of ``kinds`` (None: all).
-
-    NaN scores count as 0; a node without any such column scores 0.
-    """
+def node_scores(keys: Sequence[MetricKey], scores: FloatArray, nodes: Iterable[str]) -> dict[str, float]:
+    """Highest metric score per node; NaN scores count as 0, a node without a column scores 0."""
     out = dict.fromkeys(nodes, 0.0)
-    for (node, metric, _), s in zip(keys, scores, strict=True):
-        if kinds is not None and metric not in kinds:
-            continue
+    for (node, _, _), s in zip(keys, scores, strict=True):
         if np.isfinite(s) and s > out.get(node, 0.0):
             out[node] = float(s)
     return out
 
 
-def graph_scores(
-    graph: CallGraph, target: str, score: dict[str, float], upward: dict[str, float]
-) -> dict[str, float]:
-    """Graph-aware node scores (see the module docstring): a traversal from the symptom.
-
-    Parameters
-    ----------
-    graph : CallGraph
-    target : str
-        The node that showed the symptom.
-    score : dict
-        Node score in [0, 1] over all of a node's metrics.
-    upward : dict
-        Node score in [0, 1] over its latency and availability metrics only.
-
-    Returns
-    -------
-    dict
-        ``score + 1`` for an anomalous node (score at least :data:`ANOMALOUS`) none of whose
-        callees is anomalous in latency or availability; ``score`` for the other nodes the
-        symptom reaches; -1 for the nodes it does not reach.
+def graph_scores(graph: CallGraph, target: str, score: dict[str, float]) -> dict[str, float]:
+    """Graph-aware node scores: :func:`ajan.analysis.rootcause.traverse_call_graph` from ``target``.
 
     Examples
     --------
     >>> g = CallGraph(("a", "b", "c"), np.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], bool))
-    >>> s = {"a": 0.8, "b": 0.6, "c": 1.0}
-    >>> graph_scores(g, "a", s, s)
+    >>> graph_scores(g, "a", {"a": 0.8, "b": 0.6, "c": 1.0})
     {'a': 0.8, 'b': 1.6, 'c': -1.0}
     """
-    reachable = graph.reachable_from(target)
-    out: dict[str, float] = {}
-    for node in graph.nodes:
-        if node not in reachable:
-            out[node] = -1.0
-            continue
-        own = score.get(node, 0.0)
-        explained = any(upward.get(c, 0.0) >= ANOMALOUS for c in graph.callees(node))
-        out[node] = own + (1.0 if own >= ANOMALOUS and not explained else 0.0)
-    return out
+    from ajan.analysis.rootcause import traverse_call_graph
+
+    calls = {node: graph.callees(node) for node in graph.nodes}
+    return traverse_call_graph(score, calls, target, anomalous=ANOMALOUS)
 
 
 def evaluate_ranking(scores: dict[str, float], truth: str) -> Ranking:
@@ -453,9 +421,8 @@ def _issue_result(
     graph_in: FloatArray,
     references: tuple[IssueResult, ...] = (),
 ) -> IssueResult:
-    plain = node_scores(keys, scores, graph.nodes, None)
-    upward = node_scores(keys, graph_in, graph.nodes, UPWARD_METRICS)
-    aware = graph_scores(graph, issue.target_node, node_scores(keys, graph_in, graph.nodes, None), upward)
+    plain = node_scores(keys, scores, graph.nodes)
+    aware = graph_scores(graph, issue.target_node, node_scores(keys, graph_in, graph.nodes))
     return IssueResult(
         split=issue.split,
         name=issue.name,
