@@ -1,6 +1,7 @@
 """Benchmark of the operator's evaluations: from a Prometheus sample to the RemediationPlan written.
 
 Run: ``.venv/bin/python hack/bench_operator.py [--rounds 5] [--sizes 1,10,100] [--concurrency 8]``
+or, in steady state, ``... --sizes 1,100,1000 --interval 30 --duration 120``
 
 It starts a local control plane (``hack/kube-up.sh``: etcd + kube-apiserver) with ajan's CRDs and,
 for each size N in turn, a metrics generator with five minutes of backfilled history and a
@@ -35,6 +36,16 @@ waiting for an assessment slot, the assessment, the API writes) are timed from t
 times every API call and how long it waited for one of the store's threads. The CPU time used during
 each round by this process, Prometheus and the control plane is read from ``/proc``.
 
+With ``--interval S`` the benchmark runs in steady state instead of in rounds: each of the N
+policies is evaluated every S seconds for ``--duration`` seconds by one long-lived evaluator, the
+N phases spread evenly over the interval, as ``ajan run``'s daemons do once their start times have
+scattered. There is no reset: a policy's first evaluations open its incident, later ones continue or
+close it, as in a cluster. Reported per size: evaluations needed and done per second, how late an
+evaluation started against its due time, **sample -> decision** (the evaluation's return minus the
+newest sample it judged) p50/p95/p99 for every evaluation, sample -> plan for the ones that opened a
+plan, CPU seconds per evaluation (this process, Prometheus, the control plane), Prometheus queries and
+API requests per evaluation, and the growth of this process's resident memory per policy.
+
 Everything started is stopped again, on success, error or Ctrl-C. Nothing is asserted: speed is
 measured, never tested. Numbers depend on what else runs on the machine (the control plane and
 Prometheus share its cores with the benchmark); compare ratios within one run.
@@ -59,7 +70,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import httpx
 import numpy as np
@@ -70,7 +81,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from ajan.clients.kubernetes import KubeStore  # noqa: E402
 from ajan.clients.prometheus import RangeResult  # noqa: E402
-from ajan.models import GROUP, VERSION  # noqa: E402
+from ajan.models import GROUP, VERSION, RemediationPlan  # noqa: E402
 from ajan.services.incident import Outcome  # noqa: E402
 from ajan.services.reconcile import PolicyEvaluator, Report  # noqa: E402
 from ajan.services.runtime import OperatorConfig, Runtime  # noqa: E402
@@ -119,6 +130,8 @@ class Probe:
     api_calls: int = 0
     api_s: float = 0.0
     api_pool_wait_s: float = 0.0
+    queries: int = 0
+    due: float = 0.0
     report: Report | None = None
     error: BaseException | None = None
 
@@ -154,6 +167,7 @@ class TimedSource:
             probe = PROBE.get(None)
             if probe is not None:
                 probe.fetch_end = max(probe.fetch_end, time.time())
+                probe.queries += 1
 
     async def is_online(self) -> bool:
         online: bool = await self._inner.is_online()
@@ -163,7 +177,7 @@ class TimedSource:
 class TimedSlots(asyncio.Semaphore):
     """The assessment slots; note when an evaluation queued for one, got it and gave it back."""
 
-    async def acquire(self) -> bool:
+    async def acquire(self) -> Literal[True]:
         probe = PROBE.get(None)
         if probe is not None:
             probe.assess_queued = time.time()
@@ -210,7 +224,7 @@ class TimedKubeStore(KubeStore):
                 probe.api_s += time.time() - submitted
                 probe.api_pool_wait_s += (started[0] if started else time.time()) - submitted
 
-    async def patch_plan_status(self, namespace: str, name: str, status: Any) -> dict[str, Any]:
+    async def patch_plan_status(self, namespace: str, name: str, status: Any) -> RemediationPlan:
         plan = await super().patch_plan_status(namespace, name, status)
         probe = PROBE.get(None)
         if probe is not None and status.get("phase") == "Proposed" and probe.plan_written is None:
@@ -411,6 +425,114 @@ async def measure(runtime: Runtime, namespace: Namespace, processes: Processes, 
     return result
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class SteadyResult:
+    """One size in steady state: every evaluation's probe, and the run's totals."""
+
+    size: int
+    interval_s: float
+    probes: list[Probe] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rss_growth: int = 0
+
+
+async def steady(
+    runtime: Runtime, namespace: Namespace, processes: Processes, interval_s: float, duration_s: float
+) -> SteadyResult:
+    """Every policy evaluated every ``interval_s`` for ``duration_s``, phases spread over the interval."""
+    size = len(namespace.policies)
+    bodies = namespace.reset()
+    result = SteadyResult(size, interval_s)
+    rss_before = rss_bytes()
+    evaluators = [PolicyEvaluator(runtime, namespace.name, b["metadata"]["name"]) for b in bodies]
+    t0 = time.time() + 1.0
+    end = t0 + duration_s
+
+    async def daemon(index: int, evaluator: PolicyEvaluator, body: dict[str, Any]) -> list[Probe]:
+        # The body stays the one listed at the start, as a daemon's would between two watch events;
+        # the incident lives in the evaluator, as in the operator.
+        probes = []
+        due = t0 + index * interval_s / size
+        while due < end:
+            await asyncio.sleep(max(0.0, due - time.time()))
+            probe = await timed_evaluate(evaluator, body)
+            probe.due = due
+            probes.append(probe)
+            due += interval_s
+        return probes
+
+    cpu_before = processes.sample()
+    started = time.perf_counter()
+    per_policy = await asyncio.gather(
+        *(daemon(i, e, b) for i, (e, b) in enumerate(zip(evaluators, bodies, strict=True)))
+    )
+    result.wall_s = time.perf_counter() - started
+    cpu_after = processes.sample()
+    result.cpu_s = (
+        cpu_after[0] - cpu_before[0],
+        cpu_after[1] - cpu_before[1],
+        cpu_after[2] - cpu_before[2],
+    )
+    result.rss_growth = rss_bytes() - rss_before
+    result.probes = [p for probes in per_policy for p in probes]
+    errors = [p.error for p in result.probes if p.error is not None]
+    print(
+        f"  N={size} steady: {len(result.probes)} evaluations in {result.wall_s:.1f} s, "
+        f"{sum(p.opened for p in result.probes)} opened a plan, {len(errors)} errors "
+        f"{[repr(e)[:200] for e in errors[:2]]}",
+        file=sys.stderr,
+    )
+    return result
+
+
+def steady_table(results: list[SteadyResult]) -> str:
+    """The steady-state figures, one row per size; ratios against the first size."""
+    ref = results[0]
+
+    def decision(r: SteadyResult) -> list[float]:
+        return [p.end - p.sample_at for p in r.probes if p.sample_at is not None and p.error is None]
+
+    ref95 = pct(decision(ref), 95)
+    lines = [
+        f"### Steady state: every policy every {ref.interval_s:g} s (ratios: x N={ref.size} of this run)",
+        "",
+        "| policies | evaluations | needed /s | done /s | start late p50 s | p95 s "
+        "| sample->decision p50 s | p95 s | p99 s | p95 x ref | opened a plan | sample->plan p95 s "
+        "| ajan CPU s / evaluation | Prometheus | kube-apiserver + etcd | queries / evaluation "
+        "| API requests / evaluation | RSS growth per policy KiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        done = [p for p in r.probes if p.error is None]
+        n = max(len(r.probes), 1)
+        late = [p.start - p.due for p in r.probes]
+        dec = decision(r)
+        plans = [
+            p.plan_written - p.sample_at for p in r.probes if p.opened and p.plan_written and p.sample_at
+        ]
+        own, prom, kube = (c / n for c in r.cpu_s)
+        lines.append(
+            f"| {r.size} | {len(r.probes)} | {r.size / r.interval_s:.1f} | {len(done) / r.wall_s:.1f} "
+            f"| {pct(late, 50):.2f} | {pct(late, 95):.2f} "
+            f"| {pct(dec, 50):.2f} | {pct(dec, 95):.2f} | {pct(dec, 99):.2f} | {pct(dec, 95) / ref95:.2f} "
+            f"| {len(plans)} | {pct(plans, 95):.2f} "
+            f"| {own:.3f} | {prom:.3f} | {kube:.3f} "
+            f"| {median([float(p.queries) for p in done]):.0f} "
+            f"| {median([float(p.api_calls) for p in done]):.0f} "
+            f"| {r.rss_growth / 1024 / r.size:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -499,7 +621,9 @@ def tables(results: list[SizeResult]) -> str:
     return "\n".join(lines + cpu_lines) + "\n"
 
 
-async def run(kubeconfig: Path, kube_group: int, workdir: Path, args: argparse.Namespace) -> list[SizeResult]:
+async def run(
+    kubeconfig: Path, kube_group: int, workdir: Path, args: argparse.Namespace
+) -> list[SizeResult] | list[SteadyResult]:
     api = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
     operator_config = OperatorConfig(concurrency=args.concurrency)
     slots = operator_config.concurrency
@@ -510,7 +634,7 @@ async def run(kubeconfig: Path, kube_group: int, workdir: Path, args: argparse.N
     )
     kube_api = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
     runtime = TimedRuntime(operator_config, http, TimedKubeStore(kube_api, max_workers=slots))
-    results = []
+    results: list[Any] = []
     try:
         for size in args.sizes:
             # A fresh generator and Prometheus, and a fresh fault, for each size: the detector adapts
@@ -527,8 +651,10 @@ async def run(kubeconfig: Path, kube_group: int, workdir: Path, args: argparse.N
                     f"N={size}: fault {FAULT} opened a plan after {attempts} warm-up evaluation(s)",
                     file=sys.stderr,
                 )
-                result = await measure(runtime, namespace, processes, args.rounds)
-            results.append(result)
+                if args.interval:
+                    results.append(await steady(runtime, namespace, processes, args.interval, args.duration))
+                else:
+                    results.append(await measure(runtime, namespace, processes, args.rounds))
     finally:
         await http.aclose()
         runtime.kube.close()
@@ -541,7 +667,8 @@ def command_line(args: argparse.Namespace) -> str:
     shown = os.path.relpath(python, ROOT) if python.is_relative_to(ROOT) else str(python)
     script = os.path.relpath(Path(__file__).resolve(), ROOT)
     flags = [
-        *("--rounds", str(args.rounds)),
+        *(("--interval", f"{args.interval:g}", "--duration", f"{args.duration:g}") if args.interval else ()),
+        *(() if args.interval else ("--rounds", str(args.rounds))),
         *("--sizes", ",".join(map(str, args.sizes))),
         *("--concurrency", str(args.concurrency)),
     ]
@@ -563,6 +690,12 @@ def main() -> None:
         default=OperatorConfig.concurrency,
         help="the operator's --concurrency: query slots, assessment slots, API threads (default 8)",
     )
+    parser.add_argument(
+        "--interval", type=float, default=0.0, help="steady state: each policy every this many seconds"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=120.0, help="steady state: how long to run each size (default 120)"
+    )
     args = parser.parse_args()
 
     def terminate(signum: int, _frame: object) -> None:
@@ -582,7 +715,7 @@ def main() -> None:
         results = asyncio.run(run(kubeconfig, kube_group, Path(workdir), args))
     print(f"Command: `{command_line(args)}`\n")
     print(f"Environment: {env}\n")
-    print(tables(results))
+    print(steady_table(results) if args.interval else tables(results))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
