@@ -35,10 +35,18 @@ def test_shifted_distribution_is_flagged_same_distribution_is_not() -> None:
     cur = rng.normal(10.0, 2.0, (3, 500))
     cur[1] += 2.0  # one sigma up
     cur[2] *= 1.0  # unchanged
-    res = detect_drift(cur, base)
+    res = detect_drift(cur, base, tests="all")
     assert res.drifted.tolist() == [False, True, False]
     assert res.psi[1] > 0.2 and res.ks_pvalue[1] < 0.01
     assert res.psi[0] < 0.1 and res.ks_pvalue[0] > 0.01
+    # By default the tests run only where the PSI leaves drift possible: same verdicts, same figures
+    # there, NaN (not computed) elsewhere.
+    fast = detect_drift(cur, base)
+    assert fast.drifted.tolist() == res.drifted.tolist() and np.array_equal(fast.psi, res.psi)
+    assert fast.ks_pvalue[1] == res.ks_pvalue[1] and fast.shift[1] == res.shift[1]
+    assert np.isnan(fast.ks_pvalue[[0, 2]]).all() and np.isnan(fast.shift[[0, 2]]).all()
+    with pytest.raises(ValueError, match="tests must be"):
+        detect_drift(cur, base, tests="some")  # type: ignore[arg-type]
     ks = stats.ks_2samp(cur[1], base[1])
     assert res.ks_statistic[1] == pytest.approx(ks.statistic) and res.ks_pvalue[1] == pytest.approx(ks.pvalue)
 
@@ -47,7 +55,7 @@ def test_both_tests_must_agree() -> None:
     rng = np.random.default_rng(2)
     base = rng.normal(size=(1, 5000))
     # Many points, a negligible shift: KS sees it, PSI says it does not matter.
-    res = detect_drift(rng.normal(size=(1, 20000)) + 0.05, base)
+    res = detect_drift(rng.normal(size=(1, 20000)) + 0.05, base, tests="all")
     assert res.ks_pvalue[0] < 0.01 and res.psi[0] < 0.2 and not res.drifted[0]
     # Four points at the baseline median: all in one decile bin (PSI large), but a KS distance of 0.5
     # from four points is chance.
