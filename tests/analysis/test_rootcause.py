@@ -192,3 +192,11 @@ def test_traversal_threshold_and_cycles() -> None:
     assert traverse_call_graph({"a": 0.4, "b": 0.45}, calls, "a", anomalous=0.42) == {"a": 0.4, "b": 1.45}
     with pytest.raises(ValueError, match="symptom node 'c'"):
         traverse_call_graph({"a": 0.4}, calls, "c")
+
+
+def test_without_a_row_before_the_reference_gives_the_level() -> None:
+    # An export that starts with the incident: the reference's median is the only level there is.
+    ref = np.tile([9.0, 10.0, 11.0], (2, 40))
+    x = np.array([[30.0, 30.0], [10.0, 10.0]])
+    res = rank_level_shifts(x, 0, 2, reference=ref)
+    assert res.level.tolist() == [10.0, 10.0] and res.order.tolist() == [0, 1]

@@ -102,7 +102,8 @@ class ShiftRanking:
         likely the cause.
     deviation: the mean |x - level| over the interval's finite samples, in units of ``scale``;
         0 where the metric has no sample in the interval or no level before it.
-    level: median of the last ``level_rows`` finite samples before the interval.
+    level: median of the last ``level_rows`` finite samples before the interval (NaN for a metric
+        without any); with no row before it at all, the reference's median.
     scale: ``max(1.4826 * MAD, standard deviation)`` of the reference, floored at
         ``RESOLUTION * |level|``.
     order: metric indices, most responsible first (ties in index order).
@@ -169,10 +170,13 @@ def rank_level_shifts(
     values : array_like, shape (n_metrics, n_times)
         The history up to the end of the interval; NaN = no sample.
     start, end : int
-        The interval, ``end`` exclusive, ``1 <= start < end <= n_times``: at least one row
-        before it gives the level.
+        The interval, ``end`` exclusive, ``0 <= start < end <= n_times``. The rows before it
+        give the level; ``start`` 0 needs a ``reference``, whose median is then the level.
     reference : array_like, shape (n_metrics, n_ref), optional
-        Normal behaviour, for the spread only; by default the rows before ``start``.
+        Normal behaviour, for the spread; by default the rows before ``start``. A metric that has
+        samples in the interval but none before it is not judged against the reference's level:
+        on PetShop that put the nodes that had no traffic before the symptom (so no latency) among
+        the suspects and cut top-3 from 0.885 to 0.654.
     level_rows : int
         How many rows before ``start`` the level is the median of.
 
@@ -194,9 +198,10 @@ def rank_level_shifts(
     if x.ndim != 2:
         raise ValueError(f"values must be shaped (n_metrics, n_times), got {x.shape}")
     n, t = x.shape
-    if not 1 <= start < end <= t:
+    if not (0 if reference is not None else 1) <= start < end <= t:
         raise ValueError(
-            f"need 1 <= start < end <= {t} (a row before the interval), got start={start}, end={end}"
+            f"need 1 <= start < end <= {t} (a row before the interval, or a reference), "
+            f"got start={start}, end={end}"
         )
     if level_rows < 1:
         raise ValueError(f"level_rows must be at least 1, got {level_rows}")
@@ -211,6 +216,8 @@ def rank_level_shifts(
         finite = before[i][np.isfinite(before[i])]
         if finite.size:
             level[i] = float(np.median(finite[-level_rows:]))
+    if start == 0:  # the export begins with the incident: an old level is the only one there is
+        level = quiet_nanmedian(np.asarray(reference, dtype=float), axis=1)
     scale = np.fmax(scale, RESOLUTION * np.abs(level))
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
