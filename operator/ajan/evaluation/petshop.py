@@ -388,6 +388,8 @@ def graph_scores(graph: CallGraph, target: str, score: dict[str, float]) -> dict
     """
     from ajan.analysis.rootcause import traverse_call_graph
 
+    if target not in graph.nodes:  # a graph that does not know the symptom's node says nothing
+        return dict(score)
     calls = {node: graph.callees(node) for node in graph.nodes}
     return traverse_call_graph(score, calls, target, anomalous=ANOMALOUS)
 
