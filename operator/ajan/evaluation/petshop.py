@@ -89,7 +89,6 @@ import csv
 import json
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,17 +170,6 @@ class CallGraph:
         """Nodes that ``node`` calls directly."""
         i = self.nodes.index(node)
         return [self.nodes[j] for j in np.flatnonzero(self.calls[i])]
-
-    def reachable_from(self, node: str) -> set[str]:
-        """``node`` and every node it calls, directly or through others."""
-        seen = {node}
-        queue = deque([node])
-        while queue:
-            for callee in self.callees(queue.popleft()):
-                if callee not in seen:
-                    seen.add(callee)
-                    queue.append(callee)
-        return seen
 
 
 @dataclass(frozen=True)
