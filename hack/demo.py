@@ -286,9 +286,11 @@ def evidence_lines(evidence: dict[str, Any]) -> list[str]:
             f"[{p['lowZ']:+.1f}, {p['highZ']:+.1f}], breach probability {p['breachProbability']:.0%}"
         )
     for f in evidence.get("forecasts") or []:
-        lines.append(
-            f"  forecast:  {Forecast.model_validate(f).sentence()} (probability {f['probability']:.0%})"
-        )
+        sentence = Forecast.model_validate(f).sentence()
+        # "may cross" already gives its probability: the one case that is all it has to say.
+        if "(probability" not in sentence:
+            sentence += f" (probability {f['probability']:.0%})"
+        lines.append(f"  forecast:  {sentence}")
     for d in evidence.get("drift") or []:
         lines.append(f"  drifted:   {d['metric']} (PSI {d['psi']:.2f}, KS p {d['ksPValue']:.1e})")
     return lines or ["  (no evidence recorded)"]

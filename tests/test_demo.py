@@ -331,6 +331,17 @@ def test_reports_go_to_the_current_directory_unless_told(demo_module: ModuleType
     )
 
 
+def test_each_forecast_states_its_probability_once(demo_module: ModuleType) -> None:
+    forecast = {"metric": "latency-p99", "threshold": 0.5, "value": 0.46, "horizonSeconds": 20.0}
+    maybe = {**forecast, "etaLowSeconds": 12.0, "probability": 0.3}
+    never = {**forecast, "probability": 0.0}
+    soon = {**forecast, "etaSeconds": 18.0, "etaLowSeconds": 13.0, "probability": 0.22}
+    lines = demo_module.evidence_lines({"forecasts": [maybe, never, soon]})
+    assert [line.count("(probability") for line in lines] == [1, 1, 1], lines
+    assert lines[0].endswith("may cross 0.5 within 20 s (probability 30%)"), lines
+    assert lines[2].endswith("(13 s or later) (probability 22%)"), lines
+
+
 def test_detect_on_the_sample_alerts_only_after_the_leak_starts(tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     subprocess.run(
