@@ -9,7 +9,8 @@ builds what is missing first). The runs' records go to ``--out`` (JSON lines, ap
 printed at the end is computed from that file, so a second invocation with another seed range adds
 to it. Times are in the benchmark's compressed clock (every duration twelvefold shorter than at a
 real service: a 3-minute window, Argo's interval 5 s); multiply by 12 for real time. Nothing is
-asserted; the figures depend on the time of day (the generator's load follows the wall clock).
+asserted. Each scenario starts the generator's simulated day at a pinned time (midnight, unless the
+scenario is about the load), so a run does not depend on the wall clock.
 """
 
 from __future__ import annotations

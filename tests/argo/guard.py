@@ -7,7 +7,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from ajan.simulate.stack import CANARY_METRICS, JOB, OperatorProcess, canary_policy, slo_metrics
+from ajan.simulate.stack import (
+    CANARY_METRICS,
+    DEFAULT_PHASE,
+    JOB,
+    OperatorProcess,
+    canary_policy,
+    slo_metrics,
+)
 from support.operator import Cluster
 from support.prometheus import HistoryStack, StartWithHistory
 
@@ -95,6 +102,7 @@ class Guard(Protocol):
         ladder: list[Object] | None = ...,
         stable: bool = ...,
         seed: int = ...,
+        phase: float | None = ...,
     ) -> Guarded: ...
 
 
@@ -109,12 +117,13 @@ def start_guarded(
     ladder: list[Object] | None = None,
     stable: bool = False,
     seed: int = 11,
+    phase: float | None = DEFAULT_PHASE,
 ) -> Guarded:
     """Start a Rollout's canary with these ``steps`` under ajan's policy in ``mode`` (`guarded_policy`)
     and, with ``analysis``, Argo's background analysis (`slo_template`) from step 1 on. The generator
-    (``seed``) backfills five minutes of healthy history and follows a real day's load on the wall
-    clock. Returns the stable ReplicaSet's hash too."""
-    stack = prometheus_with_history(HISTORY_S, seed=seed, day_seconds=86400)
+    (``seed``) backfills five minutes of healthy history and follows a real day's load, starting at
+    ``phase`` of the day (`DEFAULT_PHASE`: midnight). Returns the stable ReplicaSet's hash too."""
+    stack = prometheus_with_history(HISTORY_S, seed=seed, day_seconds=86400, phase=phase)
     ajan_operator(stack.url)
     stable_hash = deploy_first_revision(argo, JOB, steps)
     if analysis:

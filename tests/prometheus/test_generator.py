@@ -157,6 +157,20 @@ def test_daily_shape_peaks_at_noon() -> None:
     assert int(np.argmin(hourly)) in (23, 0, 1)
 
 
+def test_day_origin_moves_midnight_to_it() -> None:
+    # A day that begins 6 (simulated) hours after MIDNIGHT has its lowest load there and its highest
+    # twelve hours later; the default day is at its mean load there (0.4 against 1 of the mean).
+    origin = MIDNIGHT + DAY * 6 / 24
+    shifted = Simulator(
+        GeneratorConfig(seed=7, day_seconds=DAY, day_origin_s=origin), clock=FakeClock(origin)
+    )
+    hourly = [shifted.instant("canary", origin + DAY * h / 24).rps for h in range(24)]
+    assert int(np.argmax(hourly)) in (11, 12, 13)
+    assert int(np.argmin(hourly)) in (23, 0, 1)
+    default = Simulator(GeneratorConfig(seed=7, day_seconds=DAY), clock=FakeClock(origin))
+    assert shifted.instant("canary", origin).rps < 0.6 * default.instant("canary", origin).rps
+
+
 def test_canary_gets_a_tenth_of_the_traffic() -> None:
     app, clock = make()
     before, after = window(app, clock, 120)

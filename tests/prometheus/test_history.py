@@ -222,7 +222,8 @@ def test_rate_is_smooth_across_the_history_live_boundary(prometheus_with_history
 
 
 def test_history_values_are_the_simulators(prometheus_with_history: StartWithHistory) -> None:
-    stack = prometheus_with_history(120, seed=13, day_seconds=DAY)
+    # The clock's own day (no pinned phase): the replay below then needs no origin of the day.
+    stack = prometheus_with_history(120, seed=13, day_seconds=DAY, phase=None)
     times = list(range(round(stack.history_start * 1000), round(stack.history_end * 1000) + 1, 1000))
     replay = Simulator(
         GeneratorConfig(seed=13, day_seconds=DAY), FakeClock(stack.history_end), origin=stack.history_start

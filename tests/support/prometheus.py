@@ -23,6 +23,7 @@ import pytest
 
 from ajan.simulate import stack
 from ajan.simulate.stack import (
+    DEFAULT_PHASE,
     JOB,
     SCRAPE_INTERVAL_S,
     START_DEADLINE_S,
@@ -117,13 +118,18 @@ class StartWithHistory(Protocol):
     """The `prometheus_with_history` factory's signature."""
 
     def __call__(
-        self, history_seconds: float = 900.0, *, seed: int = 11, day_seconds: float = 600.0
+        self,
+        history_seconds: float = 900.0,
+        *,
+        seed: int = 11,
+        day_seconds: float = 600.0,
+        phase: float | None = DEFAULT_PHASE,
     ) -> HistoryStack: ...
 
 
 @pytest.fixture
 def prometheus_with_history(prometheus_installed: str, tmp_path: Path) -> Iterator[StartWithHistory]:
-    """A factory: ``start(history_seconds=900, seed=11, day_seconds=600)`` -> `HistoryStack`.
+    """A factory: ``start(history_seconds=900, seed=11, day_seconds=600, phase=0)`` -> `HistoryStack`.
 
     Each call starts a dedicated generator that has been "running" for ``history_seconds`` and
     writes that past, then a Prometheus backfilled with it and scraping the generator every
@@ -136,12 +142,21 @@ def prometheus_with_history(prometheus_installed: str, tmp_path: Path) -> Iterat
     with ExitStack() as cleanup:
 
         def start(
-            history_seconds: float = 900.0, *, seed: int = 11, day_seconds: float = 600.0
+            history_seconds: float = 900.0,
+            *,
+            seed: int = 11,
+            day_seconds: float = 600.0,
+            phase: float | None = DEFAULT_PHASE,
         ) -> HistoryStack:
             workdir = tmp_path / f"history-{seed}-{time.monotonic_ns()}"
             workdir.mkdir()
             started = HistoryStack.start(
-                workdir, history_seconds, seed=seed, day_seconds=day_seconds, binary=prometheus_installed
+                workdir,
+                history_seconds,
+                seed=seed,
+                day_seconds=day_seconds,
+                phase=phase,
+                binary=prometheus_installed,
             )
             cleanup.callback(started.stop)
             return started

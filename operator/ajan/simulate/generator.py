@@ -1,6 +1,6 @@
 """A metrics generator: a stable and a canary `checkout` service, for a real Prometheus to scrape.
 
-Run it as ``python -m ajan.simulate.generator --port P [--seed S] [--day-seconds D]``; it prints
+Run it as ``python -m ajan.simulate.generator --port P [--seed S] [--day-seconds D] [--phase F]``; it prints
 ``listening on HOST:PORT`` on stdout once it accepts connections (``--port 0`` picks a free port).
 
 With ``--history-seconds H --history-file PATH [--scrape-interval S] [--job J]`` it starts as a
@@ -139,6 +139,10 @@ class GeneratorConfig(BaseModel):
     seed: int = Field(default=0, ge=0, lt=2**32)
     day_seconds: float = Field(default=86400.0, gt=0)
     """Length of a simulated day in clock seconds: compress it (e.g. 600) for tests."""
+    day_origin_s: float = 0.0
+    """A clock time at which a simulated day begins (midnight, the lowest load). The default, the
+    Unix epoch, makes a 86400-s day follow UTC; tests and the demo pin it (``--phase``) so that what
+    they see does not depend on the time of day they run at."""
     tick_s: float = Field(default=1.0, gt=0)
     """Counters advance in ticks of this many clock seconds."""
     stable_rps: float = Field(default=50.0, gt=0)
@@ -289,7 +293,7 @@ class Simulator:
         """Instantaneous values of one track at clock times ``t`` (shape (n,))."""
         cfg = self.config
         ticks = np.floor(t / cfg.tick_s).astype(np.int64)
-        phase = np.mod(t, cfg.day_seconds) / cfg.day_seconds
+        phase = np.mod(t - cfg.day_origin_s, cfg.day_seconds) / cfg.day_seconds
         # Minimum at midnight (phase 0), maximum at noon (phase 0.5).
         load = 1.0 - cfg.daily_amplitude * np.cos(2.0 * np.pi * phase)
         mean_rps = cfg.stable_rps if track == "stable" else cfg.canary_rps
@@ -520,6 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--day-seconds", type=float, default=86400.0, help="length of a simulated day")
     parser.add_argument(
+        "--phase",
+        type=float,
+        help="the simulated time of day at start, as a share of the day (0 midnight, 0.5 noon); "
+        "default: the clock's own (UTC for a 86400-s day)",
+    )
+    parser.add_argument(
         "--history-seconds",
         type=float,
         default=0.0,
@@ -535,11 +545,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--history-seconds must be a finite number >= 0")
     if args.history_seconds > 0 and args.history_file is None:
         parser.error("--history-seconds needs --history-file")
-    config = GeneratorConfig(seed=args.seed, day_seconds=args.day_seconds)
+    if args.phase is not None and not 0.0 <= args.phase < 1.0:
+        parser.error("--phase must be in [0, 1)")
+    started = time.time()
+    origin = 0.0 if args.phase is None else started - args.phase * args.day_seconds
+    config = GeneratorConfig(seed=args.seed, day_seconds=args.day_seconds, day_origin_s=origin)
     times_ms: list[int] = []
     if args.history_seconds > 0:
         try:
-            times_ms = scrape_times_ms(time.time(), args.history_seconds, args.scrape_interval)
+            times_ms = scrape_times_ms(started, args.history_seconds, args.scrape_interval)
         except ValueError as err:
             parser.error(str(err))
     # The first past scrape sees counters at zero, as a process just started would show them.

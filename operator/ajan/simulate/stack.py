@@ -45,6 +45,11 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 #: The directory holding the ``ajan`` package: subprocesses import the same code as this process.
 PACKAGE_PARENT: Final = Path(__file__).resolve().parents[2]
 SCRAPE_INTERVAL_S: Final = 1
+#: The generator's simulated time of day when a `MetricsStack` starts: midnight, where the load is
+#: at its lowest and steady, and the canary's p99 sits inside one histogram bucket. Pinned, so that
+#: a test or the demo sees the same traffic whenever it runs: at the clock's own phase, a run near
+#: 06:00 UTC found p99 straddling the 0.25 s bucket bound, where histogram_quantile jumps.
+DEFAULT_PHASE: Final = 0.0
 #: The scrape job, hence the ``job`` label of every series (and of the generator's history).
 JOB: Final = "checkout"
 #: Generous deadlines: a loaded 2-core machine is slow, and polling returns as soon as it can.
@@ -795,6 +800,7 @@ class MetricsStack:
         *,
         seed: int = 11,
         day_seconds: float = 600.0,
+        phase: float | None = DEFAULT_PHASE,
         binary: str = "prometheus",
         promtool: str = "promtool",
     ) -> MetricsStack:
@@ -804,12 +810,15 @@ class MetricsStack:
         scrapes begin some 5 s later (Prometheus 2.42 holds its first targets back that long), a gap
         of about 6 s after the history's end; `wait_for_scrapes` waits for them. ``day_seconds`` is
         the length of the generator's daily load cycle: 86400 for a real day (a compressed day
-        ramps the load like a fault). On a failed start, whatever was started is stopped.
+        ramps the load like a fault); ``phase`` the simulated time of day at the start (a share of
+        the day, 0 is midnight; None follows the clock). On a failed start, whatever was started is
+        stopped.
         """
         workdir.mkdir(parents=True, exist_ok=True)
         history = workdir / "history.om"
         generator = start_generator(
             *("--seed", str(seed), "--day-seconds", str(day_seconds), "--job", JOB),
+            *(() if phase is None else ("--phase", str(phase))),
             *("--history-seconds", str(history_seconds), "--history-file", str(history)),
             *("--scrape-interval", str(SCRAPE_INTERVAL_S)),
         )
