@@ -291,6 +291,33 @@ def test_a_stale_metric_is_not_forecast() -> None:
     assert result.evidence.forecasts == [] and result.forecast_probability == 0.0
 
 
+def _just_under_a_bucket_bound(jump: float, seed: int = 2) -> np.ndarray:
+    """Latency as histogram_quantile gives a p99 just under a bucket bound: 0.249 +- 0.0003, flat
+    until its last rows jump to ``jump``."""
+    v = healthy(seed)
+    v[:, 0] = 0.249 + 0.0003 * np.random.default_rng(seed).normal(size=v.shape[0])
+    v[-4:, 0] = jump
+    return v
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_p99_jumping_into_the_next_bucket_uses_little_headroom_and_is_no_incident(seed: int) -> None:
+    v = _just_under_a_bucket_bound(0.27, seed)
+    # Against the quiet baseline alone the jump is some seventy deviations: an incident.
+    blind = assess(spec(), window(v))
+    assert blind.rung is not None and blind.evidence.anomalies[0].metric == "latency"
+    # With its SLO, 0.02 of the 0.25 s to the threshold is not worth a plan.
+    seeing = assess(with_threshold(0.5), window(v))
+    assert seeing.rung is None, seeing.confidence
+    assert "latency" not in [a.metric for a in seeing.evidence.anomalies]
+
+
+def test_a_move_through_most_of_the_headroom_still_acts() -> None:
+    result = assess(with_threshold(0.5), window(_just_under_a_bucket_bound(0.42)))
+    assert result.rung is not None and result.rung.action in (Action.PAUSE, Action.ABORT)
+    assert result.evidence.anomalies[0].metric == "latency"
+
+
 @pytest.mark.parametrize("rows", [30, 60, 120, 720, 2880])
 def test_detector_is_scaled_to_the_window(rows: int) -> None:
     config = detector_config(spec(), rows)

@@ -78,6 +78,9 @@ EVIDENCE_CORRELATIONS: Final = 10
 STATUS_CORRELATIONS: Final = 5
 #: z-scores written to the API server are clipped: JSON has no infinity.
 Z_LIMIT: Final = 1e6
+#: An SLO metric that has used this share of its headroom (from its baseline to its threshold) is
+#: as anomalous as ``z_half``, however quiet its baseline was (:func:`headroom_bound`).
+HEADROOM_AT_Z_HALF: Final = 0.25
 
 
 @dataclass(frozen=True)
@@ -343,9 +346,9 @@ def assess(
     coverage = checked.coverage
     rows = window.values.shape[0]
     config, z = _detect(spec, window, split, hold)  # (rows - split, N)
-    now = _now(spec, window, split, z, spread)
-    bad_now = now.bad
     z_half = config.z_half
+    now = _now(spec, window, raw, split, z, z_half, spread)
+    bad_now = now.bad
     slo = np.array([m.role is MetricRole.SLO for m in spec.metrics])
     score, slo_score, signal_score = _aggregates(spec, bad_now, slo, z_half)
     metric_scores = zscore_to_score(np.nan_to_num(bad_now), z_half)
@@ -491,7 +494,13 @@ class Now:
 
 
 def _now(
-    spec: CorrelationPolicySpec, window: MetricWindow, split: int, z: FloatArray, spread: FloatArray | None
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    raw: MetricWindow,
+    split: int,
+    z: FloatArray,
+    z_half: float,
+    spread: FloatArray | None,
 ) -> Now:
     recent = z[-NOW_ROWS:]
     with np.errstate(invalid="ignore"):
@@ -501,6 +510,9 @@ def _now(
         bad_now = np.where(np.isfinite(z_now), np.maximum(z_now * orient, 0.0), np.nan)
     if spread is not None:
         bad_now = np.minimum(bad_now, spread_bound(window.values, split, orient, spread))
+    thresholds = np.array([np.nan if m.threshold is None else m.threshold for m in spec.metrics])
+    moved = level_move(window.values, split)
+    bad_now = np.minimum(bad_now, headroom_bound(moved, raw.values[:split], thresholds, orient, z_half))
     return Now(z_now, orient, bad_now)
 
 
@@ -634,6 +646,51 @@ def long_run_spread(values: FloatArray) -> FloatArray:
     return np.where(n >= MIN_SPREAD_POINTS, std, np.nan)
 
 
+def level_move(values: FloatArray, split: int) -> FloatArray:
+    """How far each metric is now (median of the last :data:`NOW_ROWS` rows) from its baseline's
+    median (the rows before ``split``), signed, in its own units, shape (n_metrics,).
+
+    >>> level_move(np.array([[1.0, 5.0]] * 8 + [[3.0, 4.0]] * 4), 8).tolist()
+    [2.0, -1.0]
+    """
+    now = quiet_nanmedian(values[-NOW_ROWS:].copy(), axis=0)
+    level = quiet_nanmedian(values[:split].copy(), axis=0)
+    return now - level
+
+
+def headroom_bound(
+    moved: FloatArray, baseline: FloatArray, thresholds: FloatArray, orient: FloatArray, z_half: float
+) -> FloatArray:
+    """The most an SLO metric's bad z-score can be, given the share of its headroom it has used.
+
+    An SLO's threshold says what size of move matters: p99 rising from 0.25 s to 0.27 s uses 8 % of
+    the way to a 0.5 s threshold, however quiet the baseline (a p99 just under a histogram bucket
+    bound is flat until it jumps into the next bucket). A metric that has used
+    :data:`HEADROOM_AT_Z_HALF` of its headroom is bounded at ``z_half``, in proportion below and
+    above; metrics without a threshold, or already beyond it, are not bounded (+inf).
+
+    Parameters
+    ----------
+    moved
+        :func:`level_move`, shape (n_metrics,), in each metric's units.
+    baseline
+        The baseline's raw values, shape (n_times, n_metrics): the headroom starts at its median.
+    thresholds
+        Each metric's SLO threshold, NaN where it has none, shape (n_metrics,).
+    orient
+        +1 where a rise is bad, -1 where a fall is, shape (n_metrics,).
+
+    >>> headroom_bound(np.array([0.02, 0.02, 0.1]), np.array([[0.25, 0.25, 0.25]]),
+    ...                np.array([0.5, np.nan, 0.5]), np.ones(3), 8.0).round(2).tolist()
+    [2.56, inf, 12.8]
+    """
+    level = quiet_nanmedian(baseline.copy(), axis=0)
+    headroom = (thresholds - level) * orient
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = np.maximum(moved * orient, 0.0) / (HEADROOM_AT_Z_HALF * headroom) * z_half
+    return np.where(np.isfinite(bound) & (headroom > 0), bound, np.inf)
+
+
 def spread_bound(values: FloatArray, split: int, orient: FloatArray, spread: FloatArray) -> FloatArray:
     """How far each metric is now from its baseline's median, in units of its long-run ``spread``.
 
@@ -652,11 +709,10 @@ def spread_bound(values: FloatArray, split: int, orient: FloatArray, spread: Flo
     bound). A spread of 0 (a metric constant all week) is floored at 1 % of the baseline's level
     (1e-6 at level 0), so that its first real move still scores.
     """
-    now = quiet_nanmedian(values[-NOW_ROWS:].copy(), axis=0)
     level = quiet_nanmedian(values[:split].copy(), axis=0)
     floor = np.maximum(1e-6, 0.01 * np.abs(np.nan_to_num(level)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        bound = np.maximum((now - level) * orient, 0.0) / np.maximum(spread, floor)
+        bound = np.maximum(level_move(values, split) * orient, 0.0) / np.maximum(spread, floor)
     return np.where(np.isfinite(spread) & np.isfinite(bound), bound, np.inf)
 
 
