@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from ajan.analysis.robust import robust_location_scale
+from ajan.analysis.robust import SCALE_FLOOR_OF_LEVEL, robust_location_scale
 from ajan.clients.prometheus import DEFAULT_TIMEOUT_S
 from ajan.errors import DataError
 from ajan.models import CorrelationPolicy, RemediationPlan, parse_duration
@@ -192,7 +192,7 @@ def baseline_band(
     robust = robust_location_scale(base)
     median, sigma = float(robust.location), float(robust.scale)
     if sigma == 0.0:  # a constant baseline: a hairline band rather than none
-        sigma = max(abs(median) * 1e-3, 1e-12)
+        sigma = max(abs(median) * SCALE_FLOOR_OF_LEVEL, 1e-12)
     return median - BAND_SIGMAS * sigma, median, median + BAND_SIGMAS * sigma
 
 

@@ -9,8 +9,15 @@ import pytest
 
 from ajan.errors import InsufficientData
 from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
-from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread, longest_gap
-from support.windows import ROWS, healthy, spec, window
+from ajan.services.assessment import (
+    MIN_SPREAD_POINTS,
+    MetricWindow,
+    assess,
+    detector_config,
+    long_run_spread,
+    longest_gap,
+)
+from support.windows import NAMES, ROWS, STEP, healthy, spec, window
 
 
 def test_healthy_window_reaches_no_rung() -> None:
@@ -383,13 +390,47 @@ def test_an_unknown_spread_changes_nothing() -> None:
 
 
 def test_a_metric_constant_all_week_still_scores_its_first_move() -> None:
-    """Zero spread is floored at 1 % of the level, not a division by zero that mutes or inflates."""
+    """Zero spread is floored at a share of the level, not a division by zero that mutes or inflates."""
     week = _wandering_week()
     week[:, 0] = 0.1
     v = healthy(7)
     v[-8:, 0] *= 3.0
     result = assess(spec(), window(v), spread=long_run_spread(week))
     assert result.rung is not None and result.evidence.anomalies[0].metric == "latency"
+
+
+def _availability(drop: float, *, complement: bool = False) -> tuple[float, str | None]:
+    """An availability pinned at 100 % all week and all window until its newest rows lose ``drop``
+    points (or, with ``complement``, the same failures as an error ratio rising from a constant 0 %):
+    the confidence and the top anomaly's metric."""
+    level, objective = (0.0, "max") if complement else (100.0, "min")
+    moved = level + drop if complement else level - drop
+    policy = spec(metrics=[
+        {"name": "latency", "query": "q1", "role": "slo"},
+        {"name": "errors", "query": "q2", "role": "slo"},
+        {"name": "queue", "query": "q3", "role": "signal"},
+        {"name": "availability", "query": "q4", "role": "slo", "objective": objective},
+    ])  # fmt: skip
+    week, v = _wandering_week(), healthy(3)
+    week[:, 3], v[:, 3] = level, level
+    v[-4:, 3] = moved
+    named = MetricWindow((*NAMES[:3], "availability"), window(v).timestamps, v, STEP)
+    result = assess(policy, named, spread=long_run_spread(week))
+    top = result.evidence.anomalies[0].metric if result.evidence.anomalies else None
+    return result.confidence, top
+
+
+def test_an_availability_that_leaves_a_constant_100_by_a_few_points_acts() -> None:
+    """PetShop's availability incidents: a success ratio at exactly 100 % for a week drops 1.5 to 8
+    points. A scale floor of 1 % of the level made that 1.5 to 8 sigma (no rung); a few points of
+    requests failing where none did is an incident, as the same failures seen as an error ratio
+    rising from a constant 0 % always were."""
+    for drop in (1.5, 3.0, 8.0):
+        confidence, top = _availability(drop)
+        assert top == "availability" and confidence >= 0.75, (drop, confidence)
+        assert _availability(drop, complement=True)[0] >= 0.75, drop
+    # A wiggle below the smallest step an SLO is written in stays nothing.
+    assert _availability(0.01)[0] < 0.5
 
 
 def test_long_run_spread_needs_enough_samples() -> None:

@@ -23,6 +23,11 @@ MAD_TO_SIGMA: Final = 1.482602218505602
 IQR_TO_SIGMA: Final = 1.3489795003921634
 #: Samples whose median is "now": one outlying sample alone is never a state (beyond a bound, anomalous).
 NOW_ROWS: Final = 3
+#: A metric's scale is never taken below this share of its level: the smallest move an SLO is written
+#: in (99.9 %, a tenth of a percent). A metric that sat perfectly still does not turn a rounding
+#: wiggle into an infinite z, while an availability that leaves a constant 100 by a few points is as
+#: surprising as the same failures seen as an error ratio rising from a constant 0.
+SCALE_FLOOR_OF_LEVEL: Final = 1e-3
 
 ScaleMethod = Literal["mad", "iqr"]
 

@@ -45,7 +45,7 @@ from ajan.analysis.detector import DetectorConfig, InsufficientDataError, detect
 from ajan.analysis.drift import DriftResult, detect_drift
 from ajan.analysis.forecast import BreachForecast, breach_forecast
 from ajan.analysis.impact import ImpactPrediction, predict_impact
-from ajan.analysis.robust import NOW_ROWS, quiet_nanmedian
+from ajan.analysis.robust import NOW_ROWS, SCALE_FLOOR_OF_LEVEL, quiet_nanmedian
 from ajan.analysis.versus import against_stable
 from ajan.errors import InsufficientData
 from ajan.models import (
@@ -202,6 +202,7 @@ def detector_config(spec: CorrelationPolicySpec, rows: int, *, hold: bool = Fals
         trend_window=int(np.clip(rows // 2, 10, 240)),
         seasonal=window_s >= SEASONAL_WINDOW_S,
         period_learn=max(rows // 2, 1),
+        rel_scale_floor=SCALE_FLOOR_OF_LEVEL,
         weights=weights,
     )
 
@@ -706,11 +707,12 @@ def spread_bound(values: FloatArray, split: int, orient: FloatArray, spread: Flo
     Returns
     -------
     Shape (n_metrics,), >= 0, only the bad direction counts; +inf where the spread is unknown (no
-    bound). A spread of 0 (a metric constant all week) is floored at 1 % of the baseline's level
-    (1e-6 at level 0), so that its first real move still scores.
+    bound). A spread of 0 (a metric constant all week) is floored at the share
+    :data:`~ajan.analysis.robust.SCALE_FLOOR_OF_LEVEL` of the baseline's level (1e-6 at level 0), so
+    that its first real move still scores.
     """
     level = quiet_nanmedian(values[:split].copy(), axis=0)
-    floor = np.maximum(1e-6, 0.01 * np.abs(np.nan_to_num(level)))
+    floor = np.maximum(1e-6, SCALE_FLOOR_OF_LEVEL * np.abs(np.nan_to_num(level)))
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = np.maximum(level_move(values, split) * orient, 0.0) / np.maximum(spread, floor)
     return np.where(np.isfinite(spread) & np.isfinite(bound), bound, np.inf)

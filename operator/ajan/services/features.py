@@ -18,7 +18,7 @@ from ajan.analysis.anomaly import percentile_shift
 from ajan.analysis.correlation import LaggedCorrelation
 from ajan.analysis.drift import DriftResult
 from ajan.analysis.impact import ImpactPrediction
-from ajan.analysis.robust import quiet_nanmedian
+from ajan.analysis.robust import SCALE_FLOOR_OF_LEVEL, quiet_nanmedian
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -29,9 +29,6 @@ BoolArray = npt.NDArray[np.bool_]
 Z_CLIP: Final = 10.0
 #: MAD of a normal distribution is 0.6745 sigma: scale by this to read MADs as standard deviations.
 _MAD_TO_SIGMA: Final = 1.4826
-#: A baseline whose MAD is below this share of its |median| is treated as that share: a counter-like
-#: metric that never moved (an error ratio of exactly 0) would otherwise make any change infinite.
-_RELATIVE_SCALE_FLOOR: Final = 1e-3
 
 
 @dataclass(frozen=True)
@@ -101,10 +98,10 @@ def _bounded(x: float, high: float = 1.0) -> float:
 
 
 def _robust_scale(base: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Median and robust standard deviation of each row, the latter floored (see _RELATIVE_SCALE_FLOOR)."""
+    """Median and robust standard deviation of each row, the latter floored (see SCALE_FLOOR_OF_LEVEL)."""
     median = quiet_nanmedian(base.copy(), axis=1)
     mad = quiet_nanmedian(np.abs(base - median[:, None]), axis=1) * _MAD_TO_SIGMA
-    return median, np.maximum(mad, _RELATIVE_SCALE_FLOOR * np.abs(median))
+    return median, np.maximum(mad, SCALE_FLOOR_OF_LEVEL * np.abs(median))
 
 
 def _scaled_moves(new: FloatArray, old: FloatArray, scale: FloatArray) -> FloatArray:
