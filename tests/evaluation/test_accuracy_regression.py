@@ -115,12 +115,16 @@ def operator_replay() -> dict[str, replay.Match]:
     """ajan's operator and the floor, replayed over two SMD machines (22 segments, about 4 minutes
     on 2 cores): the whole dataset takes too long for every CI run; docs/accuracy.md has it."""
     _need(DATA / "smd")
-    series = replay.smd_series(machines=OPERATOR_MACHINES)
+    return _replayed(replay.smd_series(machines=OPERATOR_MACHINES), ("ajan", "floor"))
+
+
+def _replayed(series: list[replay.Series], detectors: tuple[str, ...]) -> dict[str, replay.Match]:
+    """Each detector's replay of ``series`` as an operator, pooled (two worker processes)."""
     return {
         detector: replay.pooled(
             pool_map(replay._replay_one, [(s, detector, replay.OBJECTIVE) for s in series], 2)
         )
-        for detector in ("ajan", "floor")
+        for detector in detectors
     }
 
 
@@ -142,13 +146,7 @@ def test_operator_level_replay_petshop() -> None:
     the availability issues, a success ratio leaving a constant 100 by 1.5 to 8 points, were missed
     (recall 0.73) while the scale floor was 1 % of the level."""
     _need(DATA / "petshop")
-    series = replay.petshop_series()
-    found = {
-        detector: replay.pooled(
-            pool_map(replay._replay_one, [(s, detector, replay.OBJECTIVE) for s in series], 2)
-        )
-        for detector in ("ajan", "floor", "pca")
-    }
+    found = _replayed(replay.petshop_series(), ("ajan", "floor", "pca"))
     ajan = found["ajan"]
     assert ajan.segments == 26 and ajan.action_recall >= FLOOR_PETSHOP_RECALL, ajan
     for name in ("floor", "pca"):

@@ -9,15 +9,8 @@ import pytest
 
 from ajan.errors import InsufficientData
 from ajan.models import Action, CorrelationPolicySpec, RemediationPlanSpec
-from ajan.services.assessment import (
-    MIN_SPREAD_POINTS,
-    MetricWindow,
-    assess,
-    detector_config,
-    long_run_spread,
-    longest_gap,
-)
-from support.windows import NAMES, ROWS, STEP, healthy, spec, window
+from ajan.services.assessment import MIN_SPREAD_POINTS, assess, detector_config, long_run_spread, longest_gap
+from support.windows import NAMES, ROWS, healthy, spec, window
 
 
 def test_healthy_window_reaches_no_rung() -> None:
@@ -414,8 +407,7 @@ def _availability(drop: float, *, complement: bool = False) -> tuple[float, str 
     week, v = _wandering_week(), healthy(3)
     week[:, 3], v[:, 3] = level, level
     v[-4:, 3] = moved
-    named = MetricWindow((*NAMES[:3], "availability"), window(v).timestamps, v, STEP)
-    result = assess(policy, named, spread=long_run_spread(week))
+    result = assess(policy, window(v, (*NAMES[:3], "availability")), spread=long_run_spread(week))
     top = result.evidence.anomalies[0].metric if result.evidence.anomalies else None
     return result.confidence, top
 

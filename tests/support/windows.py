@@ -37,6 +37,6 @@ def healthy(seed: int = 1, rows: int = ROWS) -> np.ndarray:
     return level * (1 + 0.05 * rng.normal(size=(rows, 4)))
 
 
-def window(values: np.ndarray) -> MetricWindow:
-    """``values`` on a 30 s grid."""
-    return MetricWindow(NAMES, 1.7e9 + np.arange(values.shape[0]) * STEP, values, STEP)
+def window(values: np.ndarray, names: tuple[str, ...] = NAMES) -> MetricWindow:
+    """``values`` on a 30 s grid, its columns named ``names``."""
+    return MetricWindow(names, 1.7e9 + np.arange(values.shape[0]) * STEP, values, STEP)
