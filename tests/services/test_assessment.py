@@ -437,3 +437,20 @@ def test_longest_gap_counts_the_longest_run_of_missing_samples() -> None:
     assert longest_gap(np.array([True, True])) == 0
     assert longest_gap(np.array([False, True, False, False, False, True, False, False])) == 3
     assert longest_gap(np.zeros(4, dtype=bool)) == 4
+
+
+def test_without_detail_only_what_a_plan_shows_is_left_out_and_only_where_no_plan_can_open() -> None:
+    quiet = window(healthy())
+    lean, full = assess(spec(), quiet, detail=False), assess(spec(), quiet)
+    assert lean.features is None and lean.evidence.drift == [] and full.features is not None
+    # The decision is the same: only the drift and the severity features are left out.
+    assert (lean.confidence, lean.rung, lean.score, lean.metric_scores) == (
+        full.confidence, full.rung, full.score, full.metric_scores,
+    )  # fmt: skip
+    assert lean.evidence == full.evidence.model_copy(update={"drift": []})
+    # An open incident, or anything a plan could be opened on, is always assessed in full.
+    assert assess(spec(), quiet, hold=True, detail=False).features is not None
+    v = healthy()
+    v[-10:, 0] *= 3.0
+    faulty = assess(spec(), window(v), detail=False)
+    assert faulty.rung is not None and faulty.features == assess(spec(), window(v)).features

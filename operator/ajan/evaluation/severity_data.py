@@ -307,6 +307,7 @@ def assess_series(job: tuple[Series, int]) -> Decisions:
         except InsufficientData:
             skipped += 1
             continue
+        assert result.features is not None  # assessed with detail
         feats.append(result.features.as_array())
         labels.append(window_label(series.incident, end, WINDOW_ROWS))
         ends.append(end)

@@ -140,7 +140,8 @@ class Assessment:
     rung: the ladder step the confidence reaches, or None.
     metric_scores: per metric, its anomaly score now.
     evidence: anomalies, correlations, predicted impact and drift, for the plan.
-    features: the bounded features of this decision, the severity model's input.
+    features: the bounded features of this decision, the severity model's input; None when the
+        assessment was made without ``detail`` and could open no plan (see :func:`assess`).
     """
 
     at: datetime
@@ -154,7 +155,7 @@ class Assessment:
     rung: LadderStep | None
     metric_scores: dict[str, float]
     evidence: Evidence
-    features: DecisionFeatures
+    features: DecisionFeatures | None
 
     @property
     def top_correlations(self) -> list[Correlation]:
@@ -310,6 +311,7 @@ def assess(
     *,
     hold: bool = False,
     spread: FloatArray | None = None,
+    detail: bool = True,
 ) -> Assessment:
     """Score the window's newest rows and say how confident ajan is that the SLO is in trouble.
 
@@ -332,6 +334,12 @@ def assess(
         Each metric's long-run spread (:func:`long_run_spread`, shape (n_metrics,), NaN where
         unknown), or None: each metric's score is then at most its distance from the baseline's
         median in units of it (:func:`spread_bound`).
+    detail
+        Always compute what only a plan shows: the metrics' drift and the severity model's
+        ``features``. Without it they are left out (drift empty, ``features`` None) of an
+        assessment that can open no plan: no incident open (``hold``), no rung reached, no metric
+        or aggregate at ``anomaly.threshold``. That is most evaluations, and the two cost about a
+        third of one (docs/performance.md).
 
     Raises
     ------
@@ -374,27 +382,29 @@ def assess(
         )
     decisive = score >= spec.anomaly.threshold or rung is not None
     anomalies = _anomalies(spec, raw, split, z, now.z, now.orient, metric_scores, decisive, base, cur)
-    drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
-    features = decision_features(
-        confidence=confidence,
-        slo_score=slo_score,
-        signal_score=signal_score,
-        score=score,
-        breach_probability=breach,
-        coverage=coverage,
-        bad_now=bad_now,
-        metric_scores=metric_scores,
-        z_half=z_half,
-        threshold=spec.anomaly.threshold,
-        orient=now.orient,
-        current=cur,
-        baseline=base,
-        correlation=relations.correlation,
-        impacts=relations.impacts,
-        is_slo=slo,
-        drift=drift,
-        window_rows=min(rows, nominal_rows(spec)),
-    )
+    drift, features = None, None
+    if detail or hold or decisive or anomalies:
+        drift = detect_drift(cur, base, alpha=spec.correlation.alpha)
+        features = decision_features(
+            confidence=confidence,
+            slo_score=slo_score,
+            signal_score=signal_score,
+            score=score,
+            breach_probability=breach,
+            coverage=coverage,
+            bad_now=bad_now,
+            metric_scores=metric_scores,
+            z_half=z_half,
+            threshold=spec.anomaly.threshold,
+            orient=now.orient,
+            current=cur,
+            baseline=base,
+            correlation=relations.correlation,
+            impacts=relations.impacts,
+            is_slo=slo,
+            drift=drift,
+            window_rows=min(rows, nominal_rows(spec)),
+        )
     return Assessment(
         at=_stamp(float(window.timestamps[-1])),
         score=score,
@@ -410,7 +420,7 @@ def assess(
             anomalies=anomalies,
             correlations=relations.evidence,
             predicted_impact=relations.predicted,
-            drift=_drifted(names, drift),
+            drift=[] if drift is None else _drifted(names, drift),
             forecasts=forecasts,
             stale_metrics=stale,
         ),
@@ -741,11 +751,13 @@ def _anomalies(
     """
     threshold = spec.anomaly.threshold
     z_half = spec.anomaly.effective_z_half()
-    tails = percentile_shift(cur, base)
     listed = np.flatnonzero(metric_scores >= threshold)
     top = float(metric_scores.max(initial=0.0))
     if listed.size == 0 and decisive and top > 0.0:
         listed = np.flatnonzero(metric_scores >= top / 2)
+    if listed.size == 0:
+        return []
+    tails = percentile_shift(cur, base)
     out = []
     for i in listed.tolist():
         column = window.values[:, i]

@@ -217,7 +217,14 @@ def estimate(assessment: Assessment, classifier: SeverityClassifier) -> Assessme
     Advisory: the decision (confidence, rung) is unchanged. The shipped model ranks incidents only a
     little better than chance on the labelled public data (docs/severity.md), so it is shown to the
     people who judge a plan and is not allowed to pause or abort anything.
+
+    Raises
+    ------
+    ValueError
+        When the assessment was made without ``detail`` and so has no features.
     """
+    if assessment.features is None:
+        raise ValueError("the assessment was made without detail: it has no severity features")
     verdict = classifier.classify(assessment.features.as_array()[None, :])[0]
     info, warning, critical = (round(float(p), 4) for p in verdict.probabilities)
     severity = SeverityEstimate(info=info, warning=warning, critical=critical, source=verdict.source)

@@ -42,19 +42,25 @@ def evaluate(
     verdicts: FeedbackHistory | None = None,
     spread: FloatArray | None = None,
 ) -> Step:
-    """Assess ``window`` (scored from ``current_from`` on), estimate severity, apply the verdicts
-    and move ``incident`` on.
+    """Assess ``window`` (scored from ``current_from`` on), apply the verdicts, estimate severity
+    (where a plan may show it) and move ``incident`` on.
 
     Raises
     ------
     InsufficientData
         As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
     """
-    assessment = assess(spec, window, current_from, hold=incident is not None, spread=spread)
-    assessment = estimate(assessment, classifier)
+    hold = incident is not None
+    # Without detail: the drift and the severity, which only a plan shows, cost a third of an
+    # evaluation, and most evaluations can open no plan.
+    assessment = assess(spec, window, current_from, hold=hold, spread=spread, detail=False)
     ladder = list(spec.remediation.ladder)
     if verdicts is not None:
+        # Verdicts cannot lift an assessment left without detail onto a rung: it names no anomalous
+        # metric, and only a confirmation of an alarm on metrics it names raises a confidence.
         assessment, ladder = refine(assessment, ladder, verdicts)
+    if assessment.features is not None:
+        assessment = estimate(assessment, classifier)
     # From the confidence the decision climbs on, the verdicts' refinement included.
     probability = float(platt(assessment.confidence, OPENING_MAP))
     evidence = assessment.evidence.model_copy(update={"probability_real": probability})
