@@ -1,7 +1,8 @@
 """Benchmark of the operator's evaluations: from a Prometheus sample to the RemediationPlan written.
 
 Run: ``.venv/bin/python hack/bench_operator.py [--rounds 5] [--sizes 1,10,100] [--concurrency 8]``
-or, in steady state, ``... --sizes 1,100,1000 --interval 30 --duration 120``
+or, in steady state, ``... --sizes 1,100,1000 --interval 30 --duration 120 [--healthy]``
+(``--healthy``: no fault, the canary as most canaries are most of the time)
 
 It starts a local control plane (``hack/kube-up.sh``: etcd + kube-apiserver) with ajan's CRDs and,
 for each size N in turn, a metrics generator with five minutes of backfilled history and a
@@ -381,8 +382,9 @@ async def evaluate_round(
     return list(probes), wall, cpu
 
 
-async def warm_up(runtime: Runtime, namespace: Namespace) -> int:
-    """Evaluate one policy, a fresh evaluator each time, until the fault opens a plan; attempts made."""
+async def warm_up(runtime: Runtime, namespace: Namespace, *, until_plan: bool = True) -> int:
+    """Evaluate one policy, a fresh evaluator each time, until the fault opens a plan (or, without
+    ``until_plan``, until an evaluation succeeds); attempts made."""
     deadline = time.monotonic() + WARMUP_TIMEOUT_S
     attempts = 0
     while True:
@@ -395,7 +397,7 @@ async def warm_up(runtime: Runtime, namespace: Namespace) -> int:
             f"confidence {confidence}, reason {report.reason if report else probe.error!r}",
             file=sys.stderr,
         )
-        if probe.opened:
+        if probe.opened or (not until_plan and report is not None and report.assessment is not None):
             return attempts
         if time.monotonic() > deadline:
             raise RuntimeError(f"no evaluation opened a plan within {WARMUP_TIMEOUT_S:g} s of the fault")
@@ -642,13 +644,15 @@ async def run(
             # The blocking calls here are outside any measurement.
             with metrics_stack(workdir / f"size-{size}") as stack:
                 stack.wait_for_scrapes(3)
-                stack.post_fault(**FAULT)
+                if not args.healthy:
+                    stack.post_fault(**FAULT)
                 url = stack.url
                 processes = Processes(stack.prometheus.proc.pid if stack.prometheus.proc else 0, kube_group)
                 warmup, namespace = Namespace(api, 1, url), Namespace(api, size, url)
-                attempts = await warm_up(runtime, warmup)
+                attempts = await warm_up(runtime, warmup, until_plan=not args.healthy)
                 print(
-                    f"N={size}: fault {FAULT} opened a plan after {attempts} warm-up evaluation(s)",
+                    f"N={size}: {'healthy canary' if args.healthy else f'fault {FAULT} opened a plan'} "
+                    f"after {attempts} warm-up evaluation(s)",
                     file=sys.stderr,
                 )
                 if args.interval:
@@ -669,6 +673,7 @@ def command_line(args: argparse.Namespace) -> str:
     flags = [
         *(("--interval", f"{args.interval:g}", "--duration", f"{args.duration:g}") if args.interval else ()),
         *(() if args.interval else ("--rounds", str(args.rounds))),
+        *(("--healthy",) if args.healthy else ()),
         *("--sizes", ",".join(map(str, args.sizes))),
         *("--concurrency", str(args.concurrency)),
     ]
@@ -696,7 +701,14 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=120.0, help="steady state: how long to run each size (default 120)"
     )
+    parser.add_argument(
+        "--healthy",
+        action="store_true",
+        help="steady state without the fault: every policy's canary healthy, as most are at any time",
+    )
     args = parser.parse_args()
+    if args.healthy and not args.interval:
+        parser.error("--healthy needs --interval: a round measures the evaluations that open a plan")
 
     def terminate(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every `finally` below
