@@ -18,7 +18,7 @@ from ajan.analysis.anomaly import percentile_shift
 from ajan.analysis.correlation import LaggedCorrelation
 from ajan.analysis.drift import DriftResult
 from ajan.analysis.impact import ImpactPrediction
-from ajan.analysis.robust import SCALE_FLOOR_OF_LEVEL, quiet_nanmedian
+from ajan.analysis.robust import MAD_TO_SIGMA, SCALE_FLOOR_OF_LEVEL, quiet_nanmedian
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -27,8 +27,6 @@ BoolArray = npt.NDArray[np.bool_]
 #: ten, "very far" is all a classifier needs to know, and a bound keeps one outlier from dominating
 #: the standardisation.
 Z_CLIP: Final = 10.0
-#: MAD of a normal distribution is 0.6745 sigma: scale by this to read MADs as standard deviations.
-_MAD_TO_SIGMA: Final = 1.4826
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def _bounded(x: float, high: float = 1.0) -> float:
 def _robust_scale(base: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Median and robust standard deviation of each row, the latter floored (see SCALE_FLOOR_OF_LEVEL)."""
     median = quiet_nanmedian(base.copy(), axis=1)
-    mad = quiet_nanmedian(np.abs(base - median[:, None]), axis=1) * _MAD_TO_SIGMA
+    mad = quiet_nanmedian(np.abs(base - median[:, None]), axis=1) * MAD_TO_SIGMA
     return median, np.maximum(mad, SCALE_FLOOR_OF_LEVEL * np.abs(median))
 
 
