@@ -104,3 +104,21 @@ def test_the_generated_policy_replays_and_acts_on_a_step() -> None:
     m = match(s, run.incidents, INTERVAL, run.evaluations, run.insufficient)
     assert m.acted == 1 and m.false_actions == 0, run.incidents
     assert run.evaluations == m.evaluations > 0
+
+
+def test_verdicts_by_the_labels_stop_a_recurring_harmless_burst_and_not_a_new_incident() -> None:
+    rng = np.random.default_rng(2)
+    rows = 4320  # three days of one-minute rows
+    x = rng.normal(10.0, 1.0, (rows, 2))
+    for burst in range(900, 4000, 360):  # a batch job every six hours: m00 jumps, nobody labels it
+        x[burst : burst + 10, 0] += 30.0
+    x[4100:4200, 1] += 30.0  # the incident: another metric
+    s = Series("test", "s", ("m00", "m01"), T0 + np.arange(rows) * STEP, x,
+               np.isin(np.arange(rows), np.arange(4100, 4200)), STEP, _t(600))  # fmt: skip
+    plain, judged = (replay_series(s, verdicts=v) for v in (False, True))
+    before = match(s, plain.incidents, INTERVAL, plain.evaluations, plain.insufficient)
+    after = match(s, judged.incidents, INTERVAL, judged.evaluations, judged.insufficient)
+    assert before.acted == after.acted == 1, (plain.incidents, judged.incidents)
+    assert before.false_actions >= 3, plain.incidents
+    # Rejected once, the burst is only annotated from then on (verdicts live seven days).
+    assert after.false_actions == 1, judged.incidents

@@ -29,6 +29,9 @@ How incidents are matched with labelled segments (:func:`match`):
 * the **delay** of a detected segment is its first detecting incident's opening minus ``s``
   (negative: before it started).
 
+With ``--verdicts`` ajan is also replayed with a person who judges each incident by those same
+rules once it has resolved (:func:`judge`), the feedback loop the operator runs with Redis.
+
 Run ``python -m ajan.evaluation.replay --help``.
 """
 
@@ -41,13 +44,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ajan.evaluation import SHARED_DATA, pool_map
 from ajan.evaluation.smd import _ratio
+
+if TYPE_CHECKING:
+    from ajan.backtest import PlanEvent
+    from ajan.models import Verdict
 
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
@@ -208,8 +215,9 @@ class Run:
     confidences: list[float] = field(default_factory=list)
 
 
-def replay_series(series: Series, objective: str = OBJECTIVE) -> Run:
-    """The operator's replay of ``series`` (:func:`ajan.backtest.replay`)."""
+def replay_series(series: Series, objective: str = OBJECTIVE, *, verdicts: bool = False) -> Run:
+    """The operator's replay of ``series`` (:func:`ajan.backtest.replay`); with ``verdicts``, a
+    person judges every incident by the labels once it has resolved (:func:`judge`)."""
     from ajan.backtest import replay
     from ajan.models import CorrelationPolicy
     from ajan.services.assessment import MetricWindow
@@ -218,13 +226,32 @@ def replay_series(series: Series, objective: str = OBJECTIVE) -> Run:
     history = MetricWindow(series.names, series.timestamps, series.values, series.step_s)
     end = float(series.timestamps[-1])
     started = time.perf_counter()
-    result = replay(policy, history, series.start, end)
+    result = replay(policy, history, series.start, end, verdicts=judge(series) if verdicts else None)
     seconds = time.perf_counter() - started
     lost = sum(result.summary.insufficient_data.values())
     incidents = incidents_of(result, end)
     opening = {p.time.timestamp(): p.confidence for p in result.plans if p.outcome == "open"}
     confidences = [opening.get(opened, float("nan")) for opened, _, _ in incidents]
     return Run(series, incidents, result.summary.evaluations, seconds, lost, confidences)
+
+
+def judge(series: Series) -> Callable[[PlanEvent], Verdict]:
+    """A person who judges each plan by the labels, as :func:`match` does: true positive when its
+    incident opened up to :data:`LEAD_S` before a labelled segment, while it ran or one interval
+    after it, false positive otherwise. The replay asks once an incident has resolved, for each of
+    its plans in order (its opening first), as an on-call engineer would answer after the fact."""
+    from ajan.models import Verdict
+
+    segments = series.segments()
+    interval = interval_of(series)
+    opened: dict[str, float] = {}
+
+    def verdict(plan: PlanEvent) -> Verdict:
+        at = opened.setdefault(plan.incident, plan.time.timestamp())
+        real = any(start - LEAD_S <= at <= end + interval for start, end in segments)
+        return Verdict.TRUE_POSITIVE if real else Verdict.FALSE_POSITIVE
+
+    return verdict
 
 
 def incidents_of(result: object, end: float) -> list[tuple[float, float, str]]:
@@ -473,9 +500,15 @@ def load(dataset: str) -> list[Series]:
     return loaders[dataset]()
 
 
+#: The operator's replays: without verdicts, and with a person judging every incident by the labels.
+OPERATORS: Final = {"ajan": False, "ajan+verdicts": True}
+
+
 def _replay_one(job: tuple[Series, str, str]) -> Run:
     series, detector, objective = job
-    return replay_series(series, objective) if detector == "ajan" else reference_run(series, detector)
+    if detector in OPERATORS:
+        return replay_series(series, objective, verdicts=OPERATORS[detector])
+    return reference_run(series, detector)
 
 
 def run_dataset(
@@ -542,6 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dataset to replay (repeatable; default: all three)")  # fmt: skip
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-references", action="store_true", help="ajan only, without floor and pca")
+    parser.add_argument("--verdicts", action="store_true",
+                        help="also replay ajan with a person judging incidents by the labels")  # fmt: skip
     parser.add_argument("--openings", type=Path, metavar="FILE",
                         help="also write ajan's (confidence at opening, real) pairs as JSON")  # fmt: skip
     parser.add_argument("--objective", choices=["both", "max"], default=OBJECTIVE,
@@ -549,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(HEADER)
     detectors = ["ajan"] if args.no_references else ["ajan", "floor", "pca"]
+    if args.verdicts:
+        detectors.insert(1, "ajan+verdicts")
     confidence_rows = []
     openings: dict[str, list[tuple[float, bool]]] = {}
     for dataset in args.dataset or ["smd", "nab", "petshop"]:
@@ -557,8 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             m = pooled(runs)
             print(format_row(f"{detector}, {dataset}", m))
             sys.stdout.flush()
-            if detector == "ajan":
-                confidence_rows.append(format_confidence_row(f"ajan, {dataset}", m))
+            if detector in OPERATORS:
+                confidence_rows.append(format_confidence_row(f"{detector}, {dataset}", m))
+            if detector == "ajan":  # the openings the calibration map is fitted on: no verdicts
                 openings[dataset] = [(c, bool(r)) for c, r in m.openings]
                 if args.openings is not None:  # written as each dataset ends: a long run is not lost
                     args.openings.write_text(json.dumps(openings))
