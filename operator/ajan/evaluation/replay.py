@@ -248,7 +248,7 @@ def judge(series: Series) -> Callable[[PlanEvent], Verdict]:
 
     def verdict(plan: PlanEvent) -> Verdict:
         at = opened.setdefault(plan.incident, plan.time.timestamp())
-        real = any(start - LEAD_S <= at <= end + interval for start, end in segments)
+        real = bool(detected(segments, at, interval))
         return Verdict.TRUE_POSITIVE if real else Verdict.FALSE_POSITIVE
 
     return verdict
@@ -385,6 +385,12 @@ class Match:
         return Match(**summed)
 
 
+def detected(segments: Sequence[tuple[float, float]], opened: float, interval_s: float) -> list[int]:
+    """The segments ``[s, e)`` an incident opened at ``opened`` detects: ``s - LEAD_S <= opened <=
+    e + interval_s`` (the module docstring's rule, for :func:`match` and :func:`judge` alike)."""
+    return [i for i, (s, e) in enumerate(segments) if s - LEAD_S <= opened <= e + interval_s]
+
+
 def match(
     series: Series,
     incidents: Sequence[tuple[float, float, str]],
@@ -403,7 +409,7 @@ def match(
     false_incidents = false_actions = actions = 0
     true_incident: list[bool] = []
     for opened, _closed, action in incidents:
-        hits = [i for i, (s, e) in enumerate(segments) if s - LEAD_S <= opened <= e + interval_s]
+        hits = detected(segments, opened, interval_s)
         true_incident.append(bool(hits))
         is_action = ACTION_RANK.get(action, 0) >= ACTION_RANK["pause"]
         actions += is_action

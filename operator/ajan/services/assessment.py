@@ -338,8 +338,8 @@ def assess(
         Always compute what only a plan shows: the metrics' drift and the severity model's
         ``features``. Without it they are left out (drift empty, ``features`` None) of an
         assessment that can open no plan: no incident open (``hold``), no rung reached, no metric
-        or aggregate at ``anomaly.threshold``. That is most evaluations, and the two cost about a
-        third of one (docs/performance.md).
+        or aggregate at ``anomaly.threshold``. That is most evaluations, and the two cost about
+        half of one (docs/performance.md).
 
     Raises
     ------

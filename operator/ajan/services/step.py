@@ -51,7 +51,7 @@ def evaluate(
         As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
     """
     hold = incident is not None
-    # Without detail: the drift and the severity, which only a plan shows, cost a third of an
+    # Without detail: the drift and the severity, which only a plan shows, cost half of a quiet
     # evaluation, and most evaluations can open no plan.
     assessment = assess(spec, window, current_from, hold=hold, spread=spread, detail=False)
     ladder = list(spec.remediation.ladder)
