@@ -518,19 +518,25 @@ def critical_anomalies(
     return sorted(out, key=lambda a: -abs(a.zscore))
 
 
-def _tail_pvalue(a: FloatArray, ref: FloatArray, tail: float) -> FloatArray:
-    """P(|Z| >= a) from one metric's reference |z| sample, with an exponential tail past its top ``tail``."""
-    ref = np.sort(ref[np.isfinite(ref)])
-    r = ref.size
-    u = ref[int(np.floor((1.0 - tail) * (r - 1)))]
-    excess = ref[ref > u] - u
+def _tail_pvalues(a: FloatArray, ref: FloatArray, r: NDArray[np.intp], tail: float) -> FloatArray:
+    """P(|Z| >= a) per metric from its reference |z| sample, with an exponential tail past its top ``tail``.
+
+    ``a`` is (n, t); ``ref`` is (n, m), each row sorted with its ``r`` finite values first and +inf
+    after them. One pass for all metrics: a loop over metrics was a seventh of a quiet evaluation.
+    """
+    n, m = ref.shape
+    u = ref[np.arange(n), np.floor((1.0 - tail) * (r - 1)).astype(np.intp)][:, None]
+    real = np.arange(m) < r[:, None]
+    above = (ref > u) & real
+    n_excess = np.count_nonzero(above, axis=1)
+    excess = np.where(above, ref - u, 0.0).sum(axis=1) / np.maximum(n_excess, 1)
     # A reference whose top is flat (a metric that never moved) still needs a decay
     # rate: take a tenth of the threshold, or 1 z-unit, whichever is larger.
-    beta = float(excess.mean()) if excess.size else 0.0
-    beta = max(beta, 0.1 * float(u), BETA_FLOOR)
-    at_least = r - np.searchsorted(ref, a - Z_TIE, side="left")
-    p_emp = (at_least + 1.0) / (r + 1.0)
-    p_u = (np.count_nonzero(ref >= u) + 1.0) / (r + 1.0)
+    beta = np.maximum(np.maximum(excess, 0.1 * u[:, 0]), BETA_FLOOR)[:, None]
+    # How many reference values lie below each a (the +inf padding never does).
+    below = np.stack([np.searchsorted(ref[i], a[i] - Z_TIE, side="left") for i in range(n)])
+    p_emp = (r[:, None] - below + 1.0) / (r[:, None] + 1.0)
+    p_u = (np.count_nonzero((ref >= u) & real, axis=1)[:, None] + 1.0) / (r[:, None] + 1.0)
     with np.errstate(over="ignore"):
         p_tail = p_u * np.exp(-(a - u) / beta)
     return np.where(a > u + Z_TIE, np.minimum(p_tail, p_emp), p_emp)
@@ -569,18 +575,23 @@ def calibrate_zscore(
     """
     zs = _as_2d(z)
     ref = np.abs(_as_2d(reference))
-    out = zs.copy()
     za = np.abs(zs)
-    for i in range(zs.shape[0]):
-        ri = ref[i]
-        r = np.count_nonzero(np.isfinite(ri))
-        if r < min_reference:
-            cap = -special.ndtri(0.5 / (r + 1.0))
-            out[i] = np.sign(zs[i]) * np.minimum(za[i], cap)
-            continue
-        finite = np.isfinite(za[i])
-        p = _tail_pvalue(za[i, finite], ri, tail)
-        out[i, finite] = np.sign(zs[i, finite]) * -special.ndtri(np.clip(p / 2.0, 1e-300, 0.5))
+    finite_ref = np.isfinite(ref)
+    r = np.count_nonzero(finite_ref, axis=1)
+    out = zs.copy()
+    short = r < min_reference
+    if short.any():
+        cap = -special.ndtri(0.5 / (r[short] + 1.0))[:, None]
+        out[short] = np.sign(zs[short]) * np.minimum(za[short], cap)
+    known = np.flatnonzero(~short)
+    if known.size:
+        ordered = np.sort(np.where(finite_ref[known], ref[known], np.inf), axis=1)
+        finite = np.isfinite(za[known])
+        # Non-finite z are left as they are: computed on them, the p-values are discarded below.
+        with np.errstate(invalid="ignore"):
+            p = _tail_pvalues(np.where(finite, za[known], 0.0), ordered, r[known], tail)
+        calibrated = np.sign(zs[known]) * -special.ndtri(np.clip(p / 2.0, 1e-300, 0.5))
+        out[known] = np.where(finite, calibrated, zs[known])
     return out
 
 

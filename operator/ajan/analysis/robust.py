@@ -153,14 +153,16 @@ def robust_location_scale(
         q25, q75 = quiet_nanquantile(b, [0.25, 0.75], axis=-1)
         iqr = (q75 - q25) / IQR_TO_SIGMA
         scale = np.where(iqr > 0, iqr, mad)
-    if np.any(~(scale > 0) & np.isfinite(loc)):
+    still = ~(scale > 0) & np.isfinite(loc)
+    if still.any():
+        # Only for the series that need it: on trailing windows this was a tenth of an evaluation.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            std = np.nanstd(b, axis=-1)
+            std = np.nanstd(b[still], axis=-1)
         # A constant series of an inexact value (0.1 * 7) has a std of ~1e-17, not 0.
-        tiny = ~(std > 1e-12 * np.maximum(np.abs(loc), 1e-300)) & ~np.isnan(std)
-        std = np.where(tiny, 0.0, std)
-        scale = np.where(scale > 0, scale, std)
+        tiny = ~(std > 1e-12 * np.maximum(np.abs(loc[still]), 1e-300)) & ~np.isnan(std)
+        scale = scale.copy()
+        scale[still] = np.where(tiny, 0.0, std)
     floor = np.asarray(min_scale, dtype=float)
     # A per-series floor arrives shaped like the series (or (N, 1)); rows are flattened above.
     scale = np.maximum(scale, floor.reshape(-1) if floor.ndim else floor)

@@ -243,14 +243,19 @@ def _check_data(spec: CorrelationPolicySpec, window: MetricWindow) -> DataCheck:
     limit = max(STALE_ROWS, min(math.ceil(60.0 / window.step_s), rows // 4))
     stale: list[int] = []
     notes: list[str] = []
-    for i, name in enumerate(window.names):
-        seen = np.flatnonzero(present[:, i])
-        age = rows - 1 - int(seen[-1]) if seen.size else rows
+    # Rows since each metric's newest sample (all of them without one).
+    ages = (
+        np.where(present.any(axis=0), np.argmax(present[::-1], axis=0), rows)
+        if rows
+        else np.zeros(len(window.names), dtype=np.intp)
+    )
+    for i in np.flatnonzero((ages > limit) & (share >= need)).tolist():
+        age = int(ages[i])
         # An intermittent metric (a latency at low traffic) is stale only when its silence is longer
         # than any it had before in the window: silences like those are how it normally looks.
-        if age > max(limit, longest_gap(present[: rows - age, i])) and share[i] >= need:
+        if age > longest_gap(present[: rows - age, i]):
             stale.append(i)
-            notes.append(f"metric {name}: newest sample is {age * window.step_s:g}s old")
+            notes.append(f"metric {window.names[i]}: newest sample is {age * window.step_s:g}s old")
     problems += notes
     slo = [m.role is MetricRole.SLO for m in spec.metrics]
     fresh_slo = any(is_slo and i not in stale for i, is_slo in enumerate(slo))
