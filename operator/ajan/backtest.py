@@ -17,11 +17,14 @@ only I/O; :func:`replay` is pure and returns a :class:`BacktestResult` of datacl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
+import multiprocessing
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +39,18 @@ from ajan.clients.prometheus import MAX_POINTS, MetricSource
 from ajan.errors import DataError, InsufficientData
 from ajan.models import CorrelationPolicy, CorrelationPolicySpec, Incident, Verdict, parse_duration
 from ajan.models.common import validation_message
-from ajan.services.assessment import Assessment, FloatArray, MetricWindow, long_run_spread, nominal_rows
+from ajan.services.assessment import (
+    Assessment,
+    FloatArray,
+    MetricWindow,
+    assess,
+    long_run_spread,
+    nominal_rows,
+)
 from ajan.services.feedback import assessment_shifts, signature
 from ajan.services.incident import Decision, Outcome
 from ajan.services.severity import SeverityClassifier, load_classifier
-from ajan.services.step import evaluate
+from ajan.services.step import conclude, evaluate
 from ajan.services.window import Bounds, raise_most_telling, spread_bounds, stable_columns, window_bounds
 from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
@@ -53,6 +63,10 @@ TOP_IMPACTS: Final = 3
 TABLE_GAPS: Final = 10
 #: A CSV history's column of a metric's stable track is the metric's name with this suffix.
 STABLE_SUFFIX: Final = "@stable"
+#: Below this many evaluations a replay stays in one process: starting workers costs more.
+PARALLEL_MIN_EVALUATIONS: Final = 256
+#: Quiet windows a worker assesses per task (fewer round trips, little run-ahead wasted).
+QUIET_CHUNK: Final = 16
 #: Which error of several failed queries a person should see first (lower first).
 _RELATIVE: Final = re.compile(r"^-(?:(\d+)d)?((?:\d+(?:ms|s|m|h))*)$")
 
@@ -505,6 +519,77 @@ def spread_at(history: MetricWindow, grid: Bounds) -> FloatArray:
     return long_run_spread(values)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What the operator would have fetched for one evaluation."""
+
+    current_from: float
+    window: MetricWindow
+    spread: FloatArray
+
+
+class _Fetcher:
+    """The window (and the long-run spread, cached per grid as the operator caches it per hour) at
+    each evaluation, cut out of the history."""
+
+    def __init__(
+        self, spec: CorrelationPolicySpec, history: MetricWindow, long_history: MetricWindow
+    ) -> None:
+        self.spec, self.history, self.long_history = spec, history, long_history
+        self._spread: tuple[Bounds, FloatArray] | None = None
+
+    def at(self, t: float, opened_at: float | None) -> _Inputs:
+        bounds = window_bounds(self.spec, t, opened_at)
+        window = window_at(self.spec, self.history, t, opened_at)
+        grid = spread_bounds(self.spec, bounds.current_from)
+        if self._spread is None or self._spread[0] != grid:
+            self._spread = (grid, spread_at(self.long_history, grid))
+        return _Inputs(bounds.current_from, window, self._spread[1])
+
+    def quiet(self, t: float) -> Assessment | InsufficientData:
+        """The assessment the operator's step makes at ``t`` when no incident is open."""
+        try:
+            got = self.at(t, None)
+            return assess(
+                self.spec, got.window, got.current_from, hold=False, spread=got.spread, detail=False
+            )
+        except InsufficientData as err:
+            return err
+
+
+#: A worker's fetcher, set once when the pool forks it (inherited, never pickled: the history is
+#: megabytes). Only worker processes set it.
+_WORKER_FETCHER: _Fetcher | None = None
+
+
+def _start_worker(fetcher: _Fetcher) -> None:
+    global _WORKER_FETCHER
+    _WORKER_FETCHER = fetcher
+
+
+def _quiet_chunk(times: Sequence[float]) -> list[Assessment | InsufficientData]:
+    assert _WORKER_FETCHER is not None
+    return [_WORKER_FETCHER.quiet(t) for t in times]
+
+
+@contextmanager
+def _quiet_ahead(fetcher: _Fetcher, times: Sequence[float], workers: int) -> Iterator[Iterator[Any]]:
+    """Per evaluation time, in order: the quiet assessment, made ahead by ``workers`` forked
+    processes, or None (one process: the loop assesses every window itself).
+
+    Whether an incident is open at a time depends on every decision before it, but the assessment
+    of a window without one does not: it depends on the window alone. Most evaluations are quiet,
+    so workers assess them all ahead while the loop decides in order and assesses itself only the
+    windows of open incidents (whose quiet assessment it throws away).
+    """
+    if workers < 2 or len(times) < PARALLEL_MIN_EVALUATIONS:
+        yield itertools.repeat(None)
+        return
+    chunks = [times[i : i + QUIET_CHUNK] for i in range(0, len(times), QUIET_CHUNK)]
+    with multiprocessing.get_context("fork").Pool(workers, _start_worker, (fetcher,)) as pool:
+        yield itertools.chain.from_iterable(pool.imap(_quiet_chunk, chunks))
+
+
 def replay(
     policy: CorrelationPolicy,
     history: MetricWindow,
@@ -515,6 +600,7 @@ def replay(
     feedback_ttl_s: float = DEFAULT_TTL_S,
     classifier: SeverityClassifier | None = None,
     long_history: MetricWindow | None = None,
+    workers: int = 1,
 ) -> BacktestResult:
     """Evaluate the policy every ``interval`` from ``start`` to ``end`` over ``history``.
 
@@ -531,6 +617,10 @@ def replay(
 
     Each metric's long-run spread (:func:`ajan.services.window.spread_bounds`) is sampled from
     ``long_history`` (by default ``history``), which should then reach a week before ``start``.
+
+    With ``workers`` > 1 (and at least :data:`PARALLEL_MIN_EVALUATIONS` evaluations) the windows
+    of quiet evaluations are assessed ahead in that many forked processes; the result is the same.
+    Not from inside a pool's worker: those cannot fork.
     """
     spec = policy.spec
     if classifier is None:
@@ -546,46 +636,48 @@ def replay(
     judged: list[PlanEvent] = []
     moved: dict[str, float] = {}
     tally = _Tally()
-    spread: tuple[Bounds, FloatArray] | None = None  # as the operator caches it, per hour
     times = evaluation_times(start, end, interval)
-    for t in times:
-        at = _stamp(t)
-        try:
-            opened_at = incident.opened_at.timestamp() if incident else None
-            bounds = window_bounds(spec, t, opened_at)
-            window = window_at(spec, history, t, opened_at)
+    fetcher = _Fetcher(spec, history, history if long_history is None else long_history)
+    with _quiet_ahead(fetcher, times, workers) as ahead:
+        for t, quiet in zip(times, ahead, strict=False):
+            at = _stamp(t)
             live = None
             if verdicts is not None:
                 live = FeedbackHistory(tuple(r for r in given if t - r.at.timestamp() < feedback_ttl_s))
-            grid = spread_bounds(spec, bounds.current_from)
-            if spread is None or spread[0] != grid:
-                spread = (grid, spread_at(history if long_history is None else long_history, grid))
-            step = evaluate(
-                name, spec, window, bounds.current_from, incident, at, classifier, live, spread[1]
-            )
-        except InsufficientData as err:
-            tally.gap(at, err, interval)
-            continue
-        assessment, decision = step.assessment, step.decision
-        tally.assessed_at(at, assessment.confidence)
-        if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
-            assert decision.incident is not None
-            tally.incidents += decision.outcome is Outcome.OPEN
-            severity = severities.get(decision.incident.action, "warning")
-            event = _plan_event(at, decision, severity, assessment)
-            tally.plans.append(event)
-            judged.append(event)
-        elif decision.outcome is Outcome.RESOLVE:
-            assert incident is not None
-            tally.resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
-            tally.incident_seconds += t - incident.opened_at.timestamp()
-            if verdicts is not None:
-                given += _judge(verdicts, judged, moved, name, str(namespace or "default"), at)
-            judged, moved = [], {}
-        if decision.incident is not None:
-            for metric, shift in assessment_shifts(assessment).items():
-                moved[metric] = max(moved.get(metric, 0.0), shift)
-        incident = decision.incident
+            try:
+                if incident is None and quiet is not None:
+                    if isinstance(quiet, InsufficientData):
+                        raise quiet
+                    step = conclude(name, spec, quiet, None, at, classifier, live)
+                else:
+                    opened_at = incident.opened_at.timestamp() if incident else None
+                    got = fetcher.at(t, opened_at)
+                    step = evaluate(
+                        name, spec, got.window, got.current_from, incident, at, classifier, live, got.spread
+                    )
+            except InsufficientData as err:
+                tally.gap(at, err, interval)
+                continue
+            assessment, decision = step.assessment, step.decision
+            tally.assessed_at(at, assessment.confidence)
+            if decision.outcome in (Outcome.OPEN, Outcome.ESCALATE):
+                assert decision.incident is not None
+                tally.incidents += decision.outcome is Outcome.OPEN
+                severity = severities.get(decision.incident.action, "warning")
+                event = _plan_event(at, decision, severity, assessment)
+                tally.plans.append(event)
+                judged.append(event)
+            elif decision.outcome is Outcome.RESOLVE:
+                assert incident is not None
+                tally.resolutions.append(Resolution(at, incident.plan, incident.id, incident.opened_at))
+                tally.incident_seconds += t - incident.opened_at.timestamp()
+                if verdicts is not None:
+                    given += _judge(verdicts, judged, moved, name, str(namespace or "default"), at)
+                judged, moved = [], {}
+            if decision.incident is not None:
+                for metric, shift in assessment_shifts(assessment).items():
+                    moved[metric] = max(moved.get(metric, 0.0), shift)
+            incident = decision.incident
     if incident is not None:
         # Still open when the replay ends: it counts until the end of the range.
         tally.incident_seconds += end - incident.opened_at.timestamp()
@@ -659,9 +751,9 @@ def _follows(previous: datetime, at: datetime, interval: float) -> bool:
 
 
 async def backtest(
-    source: MetricSource, policy: CorrelationPolicy, start: float, end: float
+    source: MetricSource, policy: CorrelationPolicy, start: float, end: float, *, workers: int = 1
 ) -> BacktestResult:
-    """Fetch the history the replay needs from ``source`` once, then `replay` it.
+    """Fetch the history the replay needs from ``source`` once, then `replay` it (with ``workers``).
 
     Raises
     ------
@@ -675,7 +767,7 @@ async def backtest(
     first, last = spread_bounds(policy.spec, start), spread_bounds(policy.spec, end)
     coarse = Grid(first.start, first.step, _points(first.start, last.end, first.step))
     long_history = await fetch_history(source, policy.spec, coarse)
-    return replay(policy, history, start, end, long_history=long_history)
+    return replay(policy, history, start, end, long_history=long_history, workers=workers)
 
 
 def run(
@@ -687,9 +779,10 @@ def run(
     timeout_s: float,
     now: float | None = None,
     history_path: str | None = None,
+    workers: int = 1,
 ) -> BacktestResult:
     """The whole command: read the policy and the range, read the history (Prometheus, or the CSV
-    file ``history_path``), replay.
+    file ``history_path``), replay (in ``workers`` processes, see `replay`).
 
     With a CSV history, times before "now" count back from the file's last row, ``start`` defaults
     to the first time the policy's window is full, and ``end`` "now" is the file's last row.
@@ -710,7 +803,7 @@ def run(
                 f"less than the policy's window ({policy.spec.window}): nothing to evaluate"
             )
         t0, t1 = parse_range(start or _iso(first_full), end, last)
-        return replay(policy, history, max(t0, first_full), t1)
+        return replay(policy, history, max(t0, first_full), t1, workers=workers)
 
     import httpx
 
@@ -735,7 +828,8 @@ def run(
 
     async def go() -> BacktestResult:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENT_QUERIES + 1)) as http:
-            return await backtest(PrometheusSource(http, url, timeout_s=timeout_s), policy, t0, t1)
+            source = PrometheusSource(http, url, timeout_s=timeout_s)
+            return await backtest(source, policy, t0, t1, workers=workers)
 
     try:
         return asyncio.run(go())

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ajan import __version__
-from ajan.runner import add_run_parser
+from ajan.runner import add_run_parser, positive_int
 from ajan.runner import run as run_operator
 from ajan.table import InputError, MetricTable, parse_timestamp, read_table
 
@@ -133,6 +133,16 @@ def _add_backtest(sub: argparse._SubParsersAction[Any]) -> None:
     )
     bt.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of each Prometheus query"
+    )
+    bt.add_argument(
+        "--workers",
+        type=positive_int,
+        default=len(os.sched_getaffinity(0)),
+        metavar="N",
+        help=(
+            "processes that assess quiet windows ahead (default: the CPUs this process may use, here "
+            "%(default)s; 1: all in this process); the result is the same"
+        ),
     )
 
 
@@ -294,7 +304,13 @@ def _backtest(args: argparse.Namespace, out: TextIO) -> None:
     from ajan.backtest import render_json, render_table, run
 
     result = run(
-        args.policy, args.prometheus, args.start, args.end, timeout_s=args.timeout, history_path=args.history
+        args.policy,
+        args.prometheus,
+        args.start,
+        args.end,
+        timeout_s=args.timeout,
+        history_path=args.history,
+        workers=args.workers,
     )
     out.write(render_json(result) if args.format == "json" else render_table(result))
 

@@ -42,7 +42,8 @@ def _int_at_least(least: int) -> Callable[[str], int]:
     return parse
 
 
-_positive_int = _int_at_least(1)
+#: An argparse type: an integer of at least 1, or a one-line error.
+positive_int = _int_at_least(1)
 #: A StatefulSet ordinal: 0 is the first pod.
 _shard_index = _int_at_least(0)
 
@@ -146,7 +147,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--feedback-ttl",
         "AJAN_FEEDBACK_TTL",
         "seconds an operator's verdict counts (env {env}; default {default}, 7 days)",
-        _positive_int,
+        positive_int,
         str(7 * 86400),
     ),
     Setting(
@@ -184,7 +185,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--concurrency",
         "AJAN_CONCURRENCY",
         "queries in flight per Prometheus, and analyses at once (env {env}; default {default})",
-        _positive_int,
+        positive_int,
         "8",
     ),
     Setting(
@@ -199,7 +200,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "AJAN_MAX_ACTIONS_PER_HOUR",
         "actions on Rollouts the whole operator takes per hour at most, annotations not counted "
         "(env {env}; default {default})",
-        _positive_int,
+        positive_int,
         "20",
     ),
     Setting(
@@ -219,7 +220,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "AJAN_PEERING_PRIORITY",
         "this replica's peering priority: the live replica with the highest one is active "
         "(env {env}; default: random, so that replicas of one Deployment differ)",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "--shards",
@@ -227,7 +228,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "share the policies among this many replicas of a StatefulSet, each evaluating those a "
         "hash of namespace/name gives its shard (env {env}; default {default}: one replica owns all; "
         "not with --peering)",
-        _positive_int,
+        positive_int,
         "1",
     ),
     Setting(

@@ -28,8 +28,10 @@ import numpy.typing as npt
 import pytest
 import yaml
 
+from ajan import backtest as backtest_module
 from ajan.analysis.calibration import OPENING_MAP, platt
 from ajan.backtest import (
+    PARALLEL_MIN_EVALUATIONS,
     BacktestError,
     BacktestResult,
     Grid,
@@ -330,6 +332,37 @@ def test_gap_counts_insufficient_data_and_takes_no_action() -> None:
     assert g.evaluations == missing and "cpu" in g.message
     assert _at(gap[0]) <= g.start <= _at(gap[0] + 5 * INTERVAL)
     assert g.end >= _at(gap[1] - INTERVAL)
+
+
+def test_workers_assess_quiet_windows_ahead_and_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked workers assess the windows of quiet evaluations; the replay itself assesses only those
+    of open incidents, and the result (plans, resolutions, gaps, every figure) is the same."""
+    series = _healthy(6)
+    series["latency"][_rows(FAULT, FAULT + 900)] *= 2.5
+    gap = (FAULT + 3600, FAULT + 4500)
+    series["cpu"][_rows(*gap)] = np.nan  # evaluations lost to data, made in the workers too
+    policy = CorrelationPolicy.model_validate(_policy_doc(interval="15s"))
+    grid = history_grid(policy.spec, REPLAY_FROM, REPLAY_TO)
+    history = asyncio.run(fetch_history(SeriesSource(series), policy.spec, grid))
+    assessed_here: list[bool] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        assessed_here.append(args[4] is not None)  # the incident open at that evaluation
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(backtest_module, "evaluate", counting)
+    alone = replay(policy, history, REPLAY_FROM, REPLAY_TO, workers=1)
+    in_one = len(assessed_here)
+    assessed_here.clear()
+    shared = replay(policy, history, REPLAY_FROM, REPLAY_TO, workers=2)
+
+    s = alone.summary
+    assert s.evaluations >= PARALLEL_MIN_EVALUATIONS and s.incidents == 1 and alone.gaps, s
+    assert shared == alone
+    assert in_one == s.evaluations
+    # Only the open incident's windows were assessed in this process, every one of them.
+    assert assessed_here and all(assessed_here)
+    assert len(assessed_here) == round(s.time_in_incidents_s / 15.0)
 
 
 def test_a_metric_without_any_data_is_named() -> None:

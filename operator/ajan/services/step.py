@@ -50,10 +50,27 @@ def evaluate(
     InsufficientData
         As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
     """
-    hold = incident is not None
     # Without detail: the drift and the severity, which only a plan shows, cost half of a quiet
     # evaluation, and most evaluations can open no plan.
-    assessment = assess(spec, window, current_from, hold=hold, spread=spread, detail=False)
+    assessment = assess(spec, window, current_from, hold=incident is not None, spread=spread, detail=False)
+    return conclude(policy, spec, assessment, incident, at, classifier, verdicts)
+
+
+def conclude(
+    policy: str,
+    spec: CorrelationPolicySpec,
+    assessment: Assessment,
+    incident: Incident | None,
+    at: datetime,
+    classifier: SeverityClassifier,
+    verdicts: FeedbackHistory | None = None,
+) -> Step:
+    """The rest of :func:`evaluate` once the window is assessed (``hold`` exactly when ``incident``
+    is open, without detail): apply the verdicts, estimate severity, move ``incident`` on.
+
+    Apart so that a replay can assess the windows of quiet evaluations ahead, in other processes:
+    an assessment depends only on the window and on whether an incident is open.
+    """
     ladder = list(spec.remediation.ladder)
     if verdicts is not None:
         # Verdicts cannot lift an assessment left without detail onto a rung: it names no anomalous
