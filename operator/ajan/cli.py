@@ -137,7 +137,8 @@ def _add_backtest(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument(
         "--workers",
         type=positive_int,
-        default=len(os.sched_getaffinity(0)),
+        # sched_getaffinity honours a CPU set (a container's cpuset); it is Linux-only.
+        default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         metavar="N",
         help=(
             "processes that assess quiet windows ahead (default: the CPUs this process may use, here "

@@ -546,6 +546,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         ),
         "unreachable": (["--policy", str(good), "--from", "-10m", "--prometheus", closed], "unreachable"),
         "no prometheus": (["--policy", str(good), "--from", "-10m"], "no Prometheus to query"),
+        "no workers": (["--policy", str(good), "--from", "-10m", "--workers", "0"], "must be at least 1"),
     }
     env = {"AJAN_PROMETHEUS_URL": ""}
     with ThreadPoolExecutor(max_workers=2) as pool:
