@@ -25,7 +25,7 @@ from ajan.clients import (
     QueryFailed,
     RangeResult,
 )
-from ajan.clients.prometheus import MAX_ANSWER_BYTES
+from ajan.clients.prometheus import MAX_ANSWER_BYTES, ThrottledSource
 from ajan.errors import DataError, InsufficientData
 from support.prometheus import Generator, PrometheusServer
 
@@ -215,8 +215,9 @@ def test_unresolvable_host_is_unavailable() -> None:
 
 
 # --- faults a real Prometheus cannot show on demand -----------------------------------------------
-# These local TCP servers are the mocks: nothing makes a real Prometheus hang, or answer garbage,
-# when a test asks. They speak just enough HTTP for httpx.
+# These local TCP servers are the mocks: nothing makes a real Prometheus hang on one query while it
+# answers the others, or answer garbage, when a test asks (a whole Prometheus hung by SIGSTOP is in
+# tests/e2e/test_faults_under_load.py). They speak just enough HTTP for httpx.
 
 
 @asynccontextmanager
@@ -235,8 +236,13 @@ async def tcp_server(
 
 async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Reads the request, then holds the connection open without a byte of answer."""
+    await reader.read(65536)
+    await hold_open(writer)
+
+
+async def hold_open(writer: asyncio.StreamWriter) -> None:
+    """Hold the connection open without a byte of answer, until the server closes."""
     try:
-        await reader.read(65536)
         await asyncio.Event().wait()
     finally:
         writer.close()
@@ -300,6 +306,74 @@ def test_hanging_server_times_out_as_unavailable() -> None:
     error = run(scenario)
     assert isinstance(error, PrometheusUnavailable)
     assert "timed out after 0.5s" in str(error)
+
+
+def _counting_server(hang_on: bytes) -> tuple[list[bytes], Callable[..., Awaitable[None]]]:
+    """A server that records each request and never answers one containing ``hang_on``; the others
+    get a one-point matrix."""
+    seen: list[bytes] = []
+    body = b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[0,"1"]]}]}}'
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.read(65536)
+        seen.append(request)
+        if hang_on in request:
+            await hold_open(writer)
+            return
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    return seen, handle
+
+
+def test_a_hung_prometheus_is_not_asked_again_for_one_timeout() -> None:
+    """Queries queued behind a hung Prometheus's slots fail at once with its timeout instead of each
+    waiting a whole timeout of their own; after one timeout's length it is asked again."""
+    now = [0.0]
+    seen, handle = _counting_server(hang_on=b"query=")
+
+    async def scenario() -> list[BaseException | RangeResult]:
+        async with tcp_server(handle) as url, httpx.AsyncClient() as http:
+            source = ThrottledSource(
+                PrometheusSource(http, url, timeout_s=0.5), asyncio.Semaphore(2), clock=lambda: now[0]
+            )
+            queries = [source.query_range(f"q{i}", 0, 0, 15) for i in range(6)]
+            errors = await asyncio.gather(*queries, return_exceptions=True)
+            asked_before = len(seen)
+            now[0] += 0.6  # one timeout later
+            with pytest.raises(PrometheusUnavailable):
+                await source.query_range("again", 0, 0, 15)
+            assert len(seen) == asked_before + 1  # asked again
+            return errors
+
+    errors = run(scenario)
+    assert all(isinstance(e, PrometheusUnavailable) and e.reason == "PrometheusUnavailable" for e in errors)
+    asked = [e for e in errors if "not asked again" not in str(e)]
+    refused = [e for e in errors if "not asked again" in str(e)]
+    # The two in the slots were sent and timed out; the four waiting behind them were never sent.
+    assert len(asked) == 2 and len(refused) == 4, errors
+    assert all("timed out after 0.5s" in str(e) for e in errors)
+
+
+def test_one_slow_query_on_a_prometheus_that_answers_pauses_nothing() -> None:
+    """A heavy query that times out while Prometheus answers the others is that query's problem:
+    the next queries are sent as usual."""
+    seen, handle = _counting_server(hang_on=b"heavy")
+
+    async def scenario() -> RangeResult:
+        async with tcp_server(handle) as url, httpx.AsyncClient() as http:
+            source = ThrottledSource(PrometheusSource(http, url, timeout_s=0.5), asyncio.Semaphore(4))
+            heavy = asyncio.create_task(source.query_range("heavy", 0, 0, 15))
+            await source.query_range("light", 0, 0, 15)  # answered while the heavy one hangs
+            with pytest.raises(PrometheusUnavailable):
+                await heavy
+            return await source.query_range("light", 0, 0, 15)
+
+    result = run(scenario)
+    assert result.values.tolist() == [1.0]
+    assert len(seen) == 3
 
 
 @pytest.mark.parametrize(

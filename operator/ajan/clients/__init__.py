@@ -10,6 +10,7 @@ from ajan.clients.prometheus import (
     PrometheusSource,
     PrometheusUnavailable,
     QueryFailed,
+    QueryTimedOut,
     RangeResult,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "PrometheusSource",
     "PrometheusUnavailable",
     "QueryFailed",
+    "QueryTimedOut",
     "RangeResult",
 ]

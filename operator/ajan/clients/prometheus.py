@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, Protocol, runtime_checkable
 
@@ -62,6 +63,10 @@ class PrometheusUnavailable(MetricSourceError):  # noqa: N818 (named as the cond
     """Prometheus could not be reached: connection refused, DNS failure, timeout, gateway error."""
 
     reason: ClassVar[str] = "PrometheusUnavailable"
+
+
+class QueryTimedOut(PrometheusUnavailable):
+    """Prometheus took longer than the query timeout to answer (hung, or overloaded)."""
 
 
 class QueryFailed(MetricSourceError):  # noqa: N818 (named as the condition reasons they map to)
@@ -181,7 +186,7 @@ class PrometheusSource:
                 body = await self._read_capped(response, query)
                 status_code = response.status_code
         except (TimeoutError, httpx.TimeoutException) as err:
-            raise PrometheusUnavailable(
+            raise QueryTimedOut(
                 f"Prometheus at {self.base_url} timed out after {self.timeout_s:g}s", query=query
             ) from err
         except httpx.TransportError as err:
@@ -358,22 +363,65 @@ class PrometheusSource:
 
 
 class ThrottledSource:
-    """A `MetricSource` that holds one of a Prometheus's query slots while it waits for an answer.
+    """A `MetricSource` that holds one of a Prometheus's query slots while it waits for an answer,
+    and that stops asking a Prometheus that has stopped answering.
 
     One slow Prometheus then fills its own slots only: policies on other servers are not starved.
+    A hung one would still hold every slot for a whole timeout per query, and the policies queued
+    behind the slots would go on showing their last good status for minutes (measured: of a hundred
+    policies, 8 Degraded after a minute of a hung Prometheus). So when a query times out and no
+    other query was answered since it was sent (one heavy query timing out on a Prometheus that
+    answers the rest is that query's problem only), for one more timeout's length every query to
+    that Prometheus fails at once with the same error, and so does one that was waiting for a slot;
+    then queries are sent again. A refused connection fails fast by itself and opens no such pause:
+    a restarted Prometheus is asked again at once.
     """
 
-    def __init__(self, source: PrometheusSource, slots: asyncio.Semaphore) -> None:
+    def __init__(
+        self,
+        source: PrometheusSource,
+        slots: asyncio.Semaphore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._source = source
         self._slots = slots
+        self._clock = clock
+        #: Until when queries fail at once, and the timeout that started the pause.
+        self._paused: tuple[float, QueryTimedOut] | None = None
+        self._answered_at = -math.inf
+
+    def _refuse_while_paused(self, query: str) -> None:
+        if self._paused is None:
+            return
+        until, cause = self._paused
+        left = until - self._clock()
+        if left <= 0:
+            self._paused = None
+            return
+        raise QueryTimedOut(f"{cause.message}; not asked again for {left:.0f}s", query=query)
 
     async def query_range(
         self, query: str, start: float, end: float, step: float, *, min_points: int = 1
     ) -> RangeResult:
         # Waiting for a slot is part of the span: a saturated Prometheus shows as slow queries.
         with tracing.span("ajan.query", query=query, range_seconds=end - start, step_seconds=step) as span:
+            self._refuse_while_paused(query)
             async with self._slots:
-                result = await self._source.query_range(query, start, end, step, min_points=min_points)
+                self._refuse_while_paused(query)  # it may have timed out while this one waited
+                sent = self._clock()
+                try:
+                    result = await self._source.query_range(query, start, end, step, min_points=min_points)
+                except QueryTimedOut as err:
+                    if self._answered_at < sent:
+                        self._paused = (self._clock() + self._source.timeout_s, err)
+                    raise
+                except PrometheusUnavailable:
+                    raise
+                except DataError:
+                    self._answered_at = self._clock()  # an answer, if not a useful one: it is alive
+                    raise
+                self._answered_at = self._clock()
             span.set_attribute("points", len(result.timestamps))
             return result
 
