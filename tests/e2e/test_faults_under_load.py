@@ -1,5 +1,6 @@
-"""Faults under load: a hundred policies, each with an open incident, through a Prometheus crash and
-an operator crash (issue 16, docs/reliability.md).
+"""Faults under load: a hundred policies, each with an open incident, through an API server that hangs
+while they propose their plans, a Prometheus crash and hang, and an operator crash (issue 16,
+docs/reliability.md).
 
 A hundred dry-run policies on the canary, every one on the same fault, so every one holds an
 incident and has proposed its plan when the faults come. What must hold after each: no plan lost
@@ -9,6 +10,7 @@ The seconds each recovery took are printed (``-s``) for docs/reliability.md; the
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +19,8 @@ from typing import Any, Final
 import pytest
 from kubernetes import client
 
-from ajan.simulate.stack import canary_policy
+from ajan.simulate.stack import canary_policy, processes_mentioning
+from support.kube import Kube
 from support.operator import GROUP, VERSION, Cluster, OperatorProcess
 from support.prometheus import HistoryStack, StartWithHistory, wait_for
 from support.rollouts import RolloutKit
@@ -28,6 +31,9 @@ POLICIES: Final = tuple(f"load-{i:03d}" for i in range(100))
 #: A hundred policies every 15 s: about seven evaluations a second, each of an open incident.
 INTERVAL_S: Final = 15.0
 HISTORY_S: Final = 300.0
+#: Short of kopf's 30 s request timeout: requests in flight, and new ones (the kernel still accepts
+#: the connections), wait the hang out.
+API_HANG_S: Final = 20.0
 #: Six intervals: a policy queued behind a hung Prometheus's query slots must not wait for every
 #: query ahead of it to time out (about 500 s for a hundred policies at 8 slots and 10 s).
 HUNG_DEADLINE_S: Final = 6 * INTERVAL_S
@@ -95,7 +101,16 @@ def _timed(what: str, started: float) -> None:
     print(f"\n[faults under load] {what}: {time.monotonic() - started:.0f} s")
 
 
-def test_a_hundred_open_incidents_survive_a_prometheus_crash_and_an_operator_crash(
+def _apiserver_pid(kube: Kube) -> int:
+    def executable(line: str) -> str:
+        return line.split(":", 1)[1].split()[0].rsplit("/", 1)[-1]
+
+    (line,) = [p for p in processes_mentioning(str(kube.dir)) if executable(p).startswith("kube-apiserver")]
+    return int(line.split(":", 1)[0])
+
+
+def test_a_hundred_open_incidents_survive_an_api_server_hang_a_prometheus_crash_and_an_operator_crash(
+    kube: Kube,
     admin_api: client.ApiClient,
     namespace: str,
     rollout_kit: RolloutKit,
@@ -110,14 +125,27 @@ def test_a_hundred_open_incidents_survive_a_prometheus_crash_and_an_operator_cra
         cluster.apply(canary_policy(name, interval_s=INTERVAL_S, remediation=PAUSE_IN_DRY_RUN))
     wait_for(_all(cluster, lambda p: _condition(p, "Ready")), timeout=TIMEOUT_S, what="every policy Ready")
 
-    # The load: every policy on the same fault, each opening its own incident and proposing its plan.
+    # The load: every policy on the same fault, each opening its own incident and proposing its plan;
+    # the API server hangs while they do, with plans and status writes in flight.
     stack.post_fault(kind="error_burst", rate=0.3, duration_s=3600)
+    wait_for(
+        lambda: len(_plans_by_policy(cluster)) >= 10, timeout=TIMEOUT_S, what="the first plans", interval=1.0
+    )
+    apiserver = _apiserver_pid(kube)
+    print(f"\n[faults under load] API server hung with {len(_plans_by_policy(cluster))} of 100 plans made")
+    os.kill(apiserver, signal.SIGSTOP)
+    try:
+        time.sleep(API_HANG_S)  # nothing to poll: the API server is what hangs
+    finally:
+        os.kill(apiserver, signal.SIGCONT)
+    started = time.monotonic()
     wait_for(
         lambda: len(_plans_by_policy(cluster)) == len(POLICIES),
         timeout=TIMEOUT_S,
         what="a plan from every policy",
         interval=2.0,
     )
+    _timed(f"API server hung {API_HANG_S:g} s mid-plans, resumed -> a plan from every policy", started)
     plans = _plans_by_policy(cluster)
     incidents = _incidents(cluster)
     assert all(len(names) == 1 for names in plans.values()), plans
