@@ -101,6 +101,34 @@ def _timed(what: str, started: float) -> None:
     print(f"\n[faults under load] {what}: {time.monotonic() - started:.0f} s")
 
 
+def _degraded(cluster: Cluster, after: str, deadline_s: float) -> None:
+    """Every policy Degraded within ``deadline_s``."""
+    started = time.monotonic()
+    wait_for(
+        _all(cluster, lambda p: _condition(p, "Degraded")),
+        timeout=deadline_s,
+        what=f"every policy Degraded after: {after}",
+        interval=2.0,
+    )
+    _timed(f"{after} -> every policy Degraded", started)
+
+
+def _recovered(
+    cluster: Cluster, after: str, plans: dict[str, list[str]], incidents: dict[str, str | None]
+) -> None:
+    """Every policy Ready and not Degraded again, with the same plans and incidents as before."""
+    started = time.monotonic()
+    wait_for(
+        _all(cluster, lambda p: _condition(p, "Ready") and not _condition(p, "Degraded")),
+        timeout=TIMEOUT_S,
+        what=f"every policy Ready after: {after}",
+        interval=2.0,
+    )
+    _timed(f"{after} -> every policy Ready", started)
+    assert _plans_by_policy(cluster) == plans
+    assert _incidents(cluster) == incidents
+
+
 def _apiserver_pid(kube: Kube) -> int:
     def executable(line: str) -> str:
         return line.split(":", 1)[1].split()[0].rsplit("/", 1)[-1]
@@ -153,53 +181,21 @@ def test_a_hundred_open_incidents_survive_an_api_server_hang_a_prometheus_crash_
 
     # Prometheus crashes: every policy degrades, acts on nothing, and recovers when it is back.
     stack.prometheus.stop(signal.SIGKILL)
-    started = time.monotonic()
-    wait_for(
-        _all(cluster, lambda p: _condition(p, "Degraded")),
-        timeout=TIMEOUT_S,
-        what="every policy Degraded",
-        interval=2.0,
-    )
-    _timed("Prometheus killed -> every policy Degraded", started)
+    _degraded(cluster, "Prometheus killed", TIMEOUT_S)
     stack.prometheus.start()
-    started = time.monotonic()
-    wait_for(
-        _all(cluster, lambda p: _condition(p, "Ready") and not _condition(p, "Degraded")),
-        timeout=TIMEOUT_S,
-        what="every policy Ready again",
-        interval=2.0,
-    )
-    _timed("Prometheus restarted -> every policy Ready", started)
-    assert _plans_by_policy(cluster) == plans
-    assert _incidents(cluster) == incidents
+    _recovered(cluster, "Prometheus restarted", plans, incidents)
 
     # Prometheus hangs (SIGSTOP: connections are accepted, nothing answers): every policy says so
     # within a few intervals, not only those whose queries hold the slots, and acts on nothing.
     proc = stack.prometheus.proc
     assert proc is not None
     proc.send_signal(signal.SIGSTOP)
-    started = time.monotonic()
     try:
-        wait_for(
-            _all(cluster, lambda p: _condition(p, "Degraded")),
-            timeout=HUNG_DEADLINE_S,
-            what="every policy Degraded while Prometheus hangs",
-            interval=2.0,
-        )
-        _timed("Prometheus hung -> every policy Degraded", started)
+        _degraded(cluster, "Prometheus hung", HUNG_DEADLINE_S)
         assert _plans_by_policy(cluster) == plans
     finally:
         proc.send_signal(signal.SIGCONT)
-    started = time.monotonic()
-    wait_for(
-        _all(cluster, lambda p: _condition(p, "Ready") and not _condition(p, "Degraded")),
-        timeout=TIMEOUT_S,
-        what="every policy Ready after the hang",
-        interval=2.0,
-    )
-    _timed("Prometheus resumed -> every policy Ready", started)
-    assert _plans_by_policy(cluster) == plans
-    assert _incidents(cluster) == incidents
+    _recovered(cluster, "Prometheus resumed", plans, incidents)
 
     # The operator crashes (SIGKILL, no shutdown) with a hundred incidents open, and restarts.
     operator.stop(signal.SIGKILL)
