@@ -43,14 +43,13 @@ from ajan.services.assessment import (
     Assessment,
     FloatArray,
     MetricWindow,
-    assess,
     long_run_spread,
     nominal_rows,
 )
 from ajan.services.feedback import assessment_shifts, signature
 from ajan.services.incident import Decision, Outcome
 from ajan.services.severity import SeverityClassifier, load_classifier
-from ajan.services.step import conclude, evaluate
+from ajan.services.step import assess_window, conclude, evaluate
 from ajan.services.window import Bounds, raise_most_telling, spread_bounds, stable_columns, window_bounds
 from ajan.table import TIMESTAMP_COLUMN, InputError, read_table
 
@@ -550,8 +549,8 @@ class _Fetcher:
         """The assessment the operator's step makes at ``t`` when no incident is open."""
         try:
             got = self.at(t, None)
-            return assess(
-                self.spec, got.window, got.current_from, hold=False, spread=got.spread, detail=False
+            return assess_window(
+                self.spec, got.window, got.current_from, incident_open=False, spread=got.spread
             )
         except InsufficientData as err:
             return err
@@ -573,7 +572,9 @@ def _quiet_chunk(times: Sequence[float]) -> list[Assessment | InsufficientData]:
 
 
 @contextmanager
-def _quiet_ahead(fetcher: _Fetcher, times: Sequence[float], workers: int) -> Iterator[Iterator[Any]]:
+def _quiet_ahead(
+    fetcher: _Fetcher, times: Sequence[float], workers: int
+) -> Iterator[Iterator[Assessment | InsufficientData | None]]:
     """Per evaluation time, in order: the quiet assessment, made ahead by ``workers`` forked
     processes, or None (one process: the loop assesses every window itself).
 

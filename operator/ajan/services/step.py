@@ -50,10 +50,29 @@ def evaluate(
     InsufficientData
         As :func:`ajan.services.assessment.assess`: nothing is decided without enough data.
     """
+    assessment = assess_window(spec, window, current_from, incident_open=incident is not None, spread=spread)
+    return conclude(policy, spec, assessment, incident, at, classifier, verdicts)
+
+
+def assess_window(
+    spec: CorrelationPolicySpec,
+    window: MetricWindow,
+    current_from: float,
+    *,
+    incident_open: bool,
+    spread: FloatArray | None = None,
+) -> Assessment:
+    """The assessment :func:`evaluate` makes of ``window``: it depends on the window and on whether
+    an incident is open, nothing else (so a replay can make the quiet ones ahead, elsewhere).
+
+    Raises
+    ------
+    InsufficientData
+        As :func:`ajan.services.assessment.assess`.
+    """
     # Without detail: the drift and the severity, which only a plan shows, cost half of a quiet
     # evaluation, and most evaluations can open no plan.
-    assessment = assess(spec, window, current_from, hold=incident is not None, spread=spread, detail=False)
-    return conclude(policy, spec, assessment, incident, at, classifier, verdicts)
+    return assess(spec, window, current_from, hold=incident_open, spread=spread, detail=False)
 
 
 def conclude(
@@ -65,12 +84,8 @@ def conclude(
     classifier: SeverityClassifier,
     verdicts: FeedbackHistory | None = None,
 ) -> Step:
-    """The rest of :func:`evaluate` once the window is assessed (``hold`` exactly when ``incident``
-    is open, without detail): apply the verdicts, estimate severity, move ``incident`` on.
-
-    Apart so that a replay can assess the windows of quiet evaluations ahead, in other processes:
-    an assessment depends only on the window and on whether an incident is open.
-    """
+    """The rest of :func:`evaluate` once :func:`assess_window` has assessed the window: apply the
+    verdicts, estimate severity, move ``incident`` on."""
     ladder = list(spec.remediation.ladder)
     if verdicts is not None:
         # Verdicts cannot lift an assessment left without detail onto a rung: it names no anomalous
