@@ -2,7 +2,9 @@
 # Starts a local Kubernetes control plane on loopback for tests: etcd + kube-apiserver (RBAC on,
 # static-token identities) and, optionally, kube-controller-manager (namespace deletion, owner
 # reference garbage collection). Everything lives in a fresh temp dir; it stays in the foreground
-# until interrupted, then stops every process it started and removes the dir.
+# until interrupted, then stops every process it started and removes the dir. Once ready, a
+# component that exits is restarted (hack/supervise.sh; its pid is in <dir>/<name>.pid), as the
+# kubelet restarts a static pod, so tests can kill etcd or kube-apiserver and watch ajan recover.
 #
 #   hack/kube-up.sh [--controller-manager]       (or KUBE_CONTROLLER_MANAGER=1)
 #
@@ -83,11 +85,16 @@ trap 'exit 143' TERM
 deathsig=()
 if setpriv --help 2>/dev/null | grep -q -- --pdeathsig; then deathsig=(setpriv --pdeathsig KILL --); fi
 
-start() { # name args...: run in the background, log to $dir/<name>.log
+# Each component runs under hack/supervise.sh, which writes its pid to $dir/<name>.pid and, once
+# $dir/armed exists (everything ready), restarts it when it exits, as the kubelet restarts a static
+# pod: a test kills etcd or kube-apiserver through that pid and the control plane comes back.
+armed="$dir/armed"
+start() { # name args...: run in the background, supervised, log to $dir/<name>.log
   local name="$1"; shift
-  "${deathsig[@]}" "${bin[$name]}" "$@" >"$dir/$name.log" 2>&1 &
+  "${deathsig[@]}" "$root/hack/supervise.sh" "$dir/$name.pid" "$armed" -- \
+    "${deathsig[@]}" "${bin[$name]}" "$@" >"$dir/$name.log" 2>&1 &
   pids+=($!)
-  log "started $name (pid $!), log $dir/$name.log"
+  log "started $name (supervisor pid $!), log $dir/$name.log"
 }
 
 # Polls until `check` succeeds; fails early if the process died, or at the deadline (no blind sleep).
@@ -255,6 +262,9 @@ if [[ $with_kcm == 1 ]]; then
   wait_for kube-controller-manager "$kcm_pid" curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
 fi
 
+# From now on a component that exits is restarted instead of ending the control plane.
+touch "$armed"
+
 # AJAN_KUBE_DIR last: readers (ajan.simulate.stack.read_exports) stop at it, and a pipe may hand
 # them the lines in pieces.
 {
@@ -265,7 +275,7 @@ fi
 } | tee "$dir/env.sh"
 log "ready: apiserver $server (etcd 127.0.0.1:$etcd_port$([[ $with_kcm == 1 ]] && echo ", controller-manager 127.0.0.1:$kcm_port")); Ctrl-C to stop"
 
-# --- foreground until interrupted, or until a component dies ----------------------------------------
+# --- foreground until interrupted, or until a supervisor dies ----------------------------------------
 set +e
 wait -n "${pids[@]}"
 rc=$?

@@ -1,6 +1,6 @@
 """Faults under load: a hundred policies, each with an open incident, through an API server that hangs
-while they propose their plans, a Prometheus crash and hang, and an operator crash (issue 16,
-docs/reliability.md).
+while they propose their plans, an API server crash, an etcd crash, a Prometheus crash and hang, and
+a Redis crash while verdicts are given, and an operator crash (issue 16, docs/reliability.md).
 
 A hundred dry-run policies on the canary, every one on the same fault, so every one holds an
 incident and has proposed its plan when the faults come. What must hold after each: no plan lost
@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import pytest
+import redis
 from kubernetes import client
 
-from ajan.simulate.stack import canary_policy, processes_mentioning
+from ajan.simulate.stack import RedisServer, canary_policy
 from support.kube import Kube
 from support.operator import GROUP, VERSION, Cluster, OperatorProcess
 from support.prometheus import HistoryStack, StartWithHistory, wait_for
@@ -129,25 +130,83 @@ def _recovered(
     assert _incidents(cluster) == incidents
 
 
-def _apiserver_pid(kube: Kube) -> int:
-    def executable(line: str) -> str:
-        return line.split(":", 1)[1].split()[0].rsplit("/", 1)[-1]
+def _crash(kube: Kube, component: str) -> None:
+    """SIGKILL ``component`` and return once its supervisor has started it again and the API answers."""
+    pid = kube.pid(component)
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    wait_for(lambda: kube.pid(component) != pid, timeout=TIMEOUT_S, what=f"{component} restarted")
+    core = client.CoreV1Api(kube.api_client())
+    wait_for(lambda: _answers(core), timeout=TIMEOUT_S, what=f"the API server answering after {component}")
+    _timed(f"{component} killed -> restarted and reading from etcd", started)
 
-    (line,) = [p for p in processes_mentioning(str(kube.dir)) if executable(p).startswith("kube-apiserver")]
-    return int(line.split(":", 1)[0])
+
+def _answers(core: client.CoreV1Api) -> bool:
+    try:
+        core.list_namespace(limit=1, _request_timeout=5)  # a quorum read: etcd answers it
+    except Exception:  # refused, reset, 5xx, timeout: all mean not back yet
+        return False
+    return True
 
 
-def test_a_hundred_open_incidents_survive_an_api_server_hang_a_prometheus_crash_and_an_operator_crash(
+def _survived(
+    cluster: Cluster,
+    after: str,
+    plans: dict[str, list[str]],
+    incidents: dict[str, str | None],
+    since: dict[str, str],
+) -> None:
+    """Every policy evaluated twice since ``since``, with the same plans and incidents and not Degraded."""
+    started = time.monotonic()
+    _evaluated_since(cluster, since, 2)
+    _timed(f"{after} -> every policy evaluated twice", started)
+    assert _plans_by_policy(cluster) == plans
+    assert _incidents(cluster) == incidents
+    wait_for(
+        _all(cluster, lambda p: not _condition(p, "Degraded")),
+        timeout=TIMEOUT_S,
+        what=f"no policy Degraded after: {after}",
+        interval=2.0,
+    )
+
+
+def _give_verdicts(cluster: Cluster, plans: list[str]) -> None:
+    """Mark ``plans`` true-positive with ``kubectl patch`` (the operator copies them into Redis)."""
+    verdict = {
+        "spec": {
+            "feedback": {"verdict": "true-positive", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        }
+    }
+    for name in plans:
+        cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, "remediationplans", name, verdict
+        )
+
+
+def _stored_verdicts(server: RedisServer, namespace: str) -> set[str]:
+    """The plans whose verdict is in Redis (empty while it is down)."""
+    stored = redis.Redis.from_url(server.url, socket_timeout=5)
+    try:
+        keys = stored.keys(f"ajan:feedback:plan:{namespace}/*")
+    except redis.RedisError:
+        return set()
+    finally:
+        stored.close()
+    return {key.decode().rsplit("/", 1)[-1] for key in keys}
+
+
+def test_a_hundred_open_incidents_survive_api_server_and_etcd_faults_prometheus_faults_and_an_operator_crash(
     kube: Kube,
     admin_api: client.ApiClient,
     namespace: str,
     rollout_kit: RolloutKit,
     prometheus_with_history: StartWithHistory,
     ajan_operator: Callable[..., OperatorProcess],
+    redis_server: RedisServer,
 ) -> None:
     rollout_kit.create_rollout("checkout")
     stack: HistoryStack = prometheus_with_history(HISTORY_S, day_seconds=86400)
-    operator = ajan_operator(stack.url)
+    operator = ajan_operator(stack.url, f"--redis-url={redis_server.url}")
     cluster = Cluster(admin_api, namespace)
     for name in POLICIES:
         cluster.apply(canary_policy(name, interval_s=INTERVAL_S, remediation=PAUSE_IN_DRY_RUN))
@@ -159,7 +218,7 @@ def test_a_hundred_open_incidents_survive_an_api_server_hang_a_prometheus_crash_
     wait_for(
         lambda: len(_plans_by_policy(cluster)) >= 10, timeout=TIMEOUT_S, what="the first plans", interval=1.0
     )
-    apiserver = _apiserver_pid(kube)
+    apiserver = kube.pid("kube-apiserver")
     print(f"\n[faults under load] API server hung with {len(_plans_by_policy(cluster))} of 100 plans made")
     os.kill(apiserver, signal.SIGSTOP)
     try:
@@ -178,6 +237,41 @@ def test_a_hundred_open_incidents_survive_an_api_server_hang_a_prometheus_crash_
     incidents = _incidents(cluster)
     assert all(len(names) == 1 for names in plans.values()), plans
     assert all(incidents.values()), incidents
+
+    # The API server crashes (SIGKILL) and its supervisor restarts it, as the kubelet would; then
+    # etcd, under a running API server. Meanwhile kopf's watches break and ajan's status writes
+    # fail; afterwards every policy goes on evaluating its open incident, nothing proposed twice.
+    for component in ("kube-apiserver", "etcd"):
+        before = _stamps(cluster)
+        _crash(kube, component)
+        _survived(cluster, f"{component} killed and restarted", plans, incidents, before)
+
+    # Redis crashes (SIGKILL) while people judge the plans: half the verdicts stored before, half
+    # given while it is down. Every one is in Redis once it is back; the incidents go on meanwhile.
+    names = sorted(name for named in plans.values() for name in named)
+    _give_verdicts(cluster, names[:50])
+    wait_for(
+        lambda: _stored_verdicts(redis_server, namespace) >= set(names[:50]),
+        timeout=TIMEOUT_S,
+        what="the first 50 verdicts in Redis",
+        interval=1.0,
+    )
+    # appendfsync everysec: what Redis acknowledged is in its append-only file; give the fsync its
+    # second, so that the test is of ajan and not of a machine crash Redis does not promise to survive.
+    time.sleep(1.5)
+    redis_server.stop(signal.SIGKILL)
+    before = _stamps(cluster)
+    _give_verdicts(cluster, names[50:])
+    _survived(cluster, "Redis killed, 50 verdicts given meanwhile", plans, incidents, before)
+    redis_server.start()
+    started = time.monotonic()
+    wait_for(
+        lambda: _stored_verdicts(redis_server, namespace) == set(names),
+        timeout=TIMEOUT_S,
+        what="all 100 verdicts in Redis",
+        interval=1.0,
+    )
+    _timed("Redis restarted -> the 50 verdicts given while it was down stored, none lost", started)
 
     # Prometheus crashes: every policy degrades, acts on nothing, and recovers when it is back.
     stack.prometheus.stop(signal.SIGKILL)

@@ -395,6 +395,14 @@ class ControlPlane:
             config_file=str(kubeconfig or self.admin_kubeconfig), persist_config=False
         )
 
+    def pid(self, component: str) -> int:
+        """The current pid of ``component`` (``etcd``, ``kube-apiserver``): it changes at each restart.
+
+        kube-up.sh runs every component under hack/supervise.sh, which restarts it when it exits
+        once the control plane was ready, and writes the pid of each start to ``<dir>/<name>.pid``.
+        """
+        return int((self.dir / f"{component}.pid").read_text())
+
     def stop(self) -> None:
         """SIGTERM the script's group, wait, and check nothing is left (SIGKILL last). Idempotent."""
         _stop_control_plane(self.proc, self.dir)
