@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,19 @@ POLICIES: Final = "correlationpolicies"
 SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 T = TypeVar("T")
+
+#: What a refused write's condition tells the person reading it to check.
+FORBIDDEN_HINT: Final = "no plan is made or moved on until ajan's role allows it again (manifests/rbac.yaml)"
+
+
+def refusal(err: ApiException) -> str:
+    """The API server's own sentence for a refused request (``... is forbidden: User "x" cannot
+    patch resource ...``), or its status line when the body holds none."""
+    try:
+        message = json.loads(err.body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else f"HTTP {err.status} {err.reason}"
 
 
 def api_client(

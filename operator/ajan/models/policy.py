@@ -382,6 +382,9 @@ class DegradedReason(StrEnum):
     """The spec cannot be evaluated (the operator refuses what the API server would refuse)."""
     TARGET_NOT_FOUND = "TargetNotFound"
     """The Rollout named by targetRef does not exist: there is nothing to guard, and no plan is made."""
+    FORBIDDEN = "Forbidden"
+    """The API server refused one of ajan's writes (its role changed): the incident is kept, its
+    plan is made or moved on once the write is allowed again."""
 
 
 IncidentId = Annotated[StrictStr, StringConstraints(pattern=r"^[a-z0-9]{1,16}$")]
@@ -419,7 +422,7 @@ class CorrelationPolicyStatus(KubeModel):
 
     conditions: list[Condition] = conditions_field(
         "Ready and Degraded (reasons PrometheusUnavailable, QueryFailed, InsufficientData, "
-        "InvalidSpec, TargetNotFound)."
+        "InvalidSpec, TargetNotFound, Forbidden)."
     )
 
     observed_generation: Generation | None = None

@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, Final
 
 from kubernetes.client.rest import ApiException
@@ -37,6 +38,7 @@ from ajan.clients.feedback_store import (
     FeedbackHistory,
     FeedbackUnavailableError,
 )
+from ajan.clients.kubernetes import FORBIDDEN_HINT, refusal
 from ajan.errors import DataError
 from ajan.models import (
     API_VERSION,
@@ -272,9 +274,18 @@ class PolicyEvaluator:
             # The one way out for data or a spec ajan cannot trust: no plan and no incident moves.
             notes += await self._degraded(status, err.reason, err.message, now, generation)
             return Report(delay, None, err.reason, notes)
-        decision = await self._decide(body, spec, step, now, notes)
-        self.incident = decision.incident
-        await self._execute(spec, now)
+        try:
+            decision = await self._decide(body, spec, step, now, notes)
+            self.incident = decision.incident
+            await self._execute(spec, now)
+        except ApiException as err:
+            if err.status != HTTPStatus.FORBIDDEN:
+                raise
+            # ajan's role changed under it: said where a person looks, not only in a log. The
+            # incident (written first) stays, and its plan is made or moved on once allowed again.
+            reason, message = DegradedReason.FORBIDDEN, f"{refusal(err)}; {FORBIDDEN_HINT}"
+            notes += await self._degraded(status, reason, message, now, generation)
+            return Report(delay, None, reason, notes, step.assessment)
         notes += await self._write_evaluated(status, spec, step.assessment, decision, now, generation)
         return Report(delay, decision.outcome, None, notes, step.assessment)
 
@@ -554,6 +565,9 @@ class PolicyEvaluator:
             await self.runtime.kube.patch_policy_status(
                 self.namespace, self.name, {"incident": incident.to_kube(), "lastPlan": incident.plan}
             )
+            # Written: from here on it is the incident, also when a write below fails (the next
+            # evaluation makes this plan, never a second incident's).
+            self.incident = incident
             created = await self._ensure_plan(body, spec, incident, rung.severity, assessment, now, gitops)
             if created and spec.notification is not None:
                 plan = await self.runtime.kube.get_plan(self.namespace, incident.plan)
