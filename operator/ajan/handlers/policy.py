@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import time
 from typing import Any, Final
 
@@ -19,8 +20,24 @@ from ajan.models import GROUP, VERSION
 from ajan.services.reconcile import PolicyEvaluator
 from ajan.services.runtime import OperatorConfig, Runtime
 
-#: After an unexpected error (the API server failing, a bug), wait this long before trying again.
+#: After an unexpected error (the API server failing, a bug), try again within the policy's interval,
+#: and never later than this: a retry storm is what the wait prevents, not a policy's own cadence.
 ERROR_RETRY_S: Final = 30.0
+
+
+def retry_delay(interval_s: float | None, draw: float) -> float:
+    """How long to wait after an evaluation failed: the policy's interval (``None`` if unknown) but
+    at most :data:`ERROR_RETRY_S`, less a random share of up to half (``draw`` in [0, 1)).
+
+    The share spreads out the retries of policies that failed together (every policy fails at once
+    when the API server goes), so that they do not all come back in the same second to a server that
+    has just restarted.
+
+    >>> retry_delay(15.0, 0.0), retry_delay(15.0, 0.5), retry_delay(300.0, 0.0), retry_delay(None, 0.0)
+    (15.0, 11.25, 30.0, 30.0)
+    """
+    ceiling = ERROR_RETRY_S if interval_s is None else min(interval_s, ERROR_RETRY_S)
+    return ceiling * (1.0 - 0.5 * draw)
 
 
 def _owned(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> bool:
@@ -53,8 +70,8 @@ async def evaluate_policy(
                 report = await evaluator.evaluate(copy.deepcopy(dict(body)))
             except Exception:  # log and skip, never a retry storm: the next interval tries again
                 metrics.EVALUATIONS.labels(result="error").inc()
-                logger.exception("evaluation failed; retrying in %.0fs", ERROR_RETRY_S)
-                delay = ERROR_RETRY_S
+                delay = retry_delay(evaluator.interval_s, random.random())
+                logger.exception("evaluation failed; retrying in %.0fs", delay)
             else:
                 for note in report.notes:
                     post = kopf.warn if note.warning else kopf.info

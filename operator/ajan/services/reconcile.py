@@ -195,6 +195,8 @@ class PolicyEvaluator:
         self.name = name
         self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger("ajan.policy")
         self.incident: Incident | None = None
+        self.interval_s: float | None = None
+        """The policy's interval at its last evaluation that got as far as reading it."""
         self._feedback_down = False
         self._loaded = False
         self._plans: dict[str, tuple[tuple[str, ...], int]] = {}  # plan name -> evidence signature
@@ -265,7 +267,7 @@ class PolicyEvaluator:
         delay = INVALID_SPEC_RETRY_S
         try:
             spec = self._spec_of(body)
-            delay = parse_duration(spec.interval).total_seconds()
+            delay = self.interval_s = parse_duration(spec.interval).total_seconds()
             url = await self._checked_sources(spec)
             # Verdicts first: the step is pure and runs in a worker thread, with everything it needs.
             verdicts, notes = await self._verdicts(now)
