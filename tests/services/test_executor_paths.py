@@ -194,3 +194,20 @@ def test_an_abort_lifts_a_pause_after_it_is_in(
     after = rollout_kit.get("checkout")
     assert after["status"]["abort"] is True
     assert after["spec"].get("paused") is not True
+
+
+def test_a_plan_whose_rollout_is_gone_fails_with_the_api_servers_sentence(
+    admin_api: client.ApiClient, namespace: str, rollout_kit: RolloutKit, executor: Executor
+) -> None:
+    # The Rollout deleted under an open incident (the service retired, renamed): not retried.
+    plans = Plans(admin_api, namespace)
+    plans.create("orphan", "pause", status=proposed(0))
+    assert step(executor, plans, policy_spec(), 1) == ["RolloutNotFound"]
+    plan = plans.one("orphan")
+    assert plan.current.phase is PlanPhase.FAILED
+    failed = find_condition(plan.current.conditions, "Failed")
+    assert failed is not None and failed.reason == "RolloutNotFound"
+    # The API server's own words, not its JSON Status object.
+    assert 'rollouts.argoproj.io "checkout" not found' in failed.message
+    assert "{" not in failed.message, failed.message
+    assert step(executor, plans, policy_spec(), 2) == []

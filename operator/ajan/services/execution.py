@@ -42,6 +42,7 @@ from kubernetes.client.rest import ApiException
 
 from ajan import logs, metrics, tracing
 from ajan.clients import rollouts
+from ajan.clients.kubernetes import refusal
 from ajan.models import (
     Action,
     ConditionStatus,
@@ -585,7 +586,8 @@ class Executor:
     ) -> list[ExecutionNote]:
         name = plan.name
         reason = {403: "Forbidden", 404: "RolloutNotFound", 422: "Invalid"}.get(err.status or 0)
-        message = f"{doing} the Rollout: HTTP {err.status} {err.reason}: {(err.body or '')[:500]}"
+        # The API server's sentence, as a Forbidden condition of the policy gives it.
+        message = f"{doing} the Rollout: {refusal(err)}"
         if reason is not None:  # will not get better by itself
             await self._fail(plan, now, reason, message)
             return [ExecutionNote(name, reason, f"{name}: {message}", warning=True)]
