@@ -404,6 +404,22 @@ def test_one_slow_query_on_a_prometheus_that_answers_pauses_nothing() -> None:
             MalformedResponse,
             "off the requested step grid",
         ),
+        (
+            "200 OK",
+            "application/json",
+            b'{"status": "success", "data": {"resultType": "matrix", '
+            b'"result": [{"metric": {}, "values": [[0, "1"], [15, 2.5]]}]}}',
+            MalformedResponse,
+            "sample value 2.5 is not a string",
+        ),
+        (
+            "200 OK",
+            "application/json",
+            b'{"status": "success", "data": {"resultType": "matrix", '
+            b'"result": [{"metric": {}, "values": [[0, "1"], [15, "fast"]]}]}}',
+            MalformedResponse,
+            "bad sample [15, 'fast']",
+        ),
         ("502 Bad Gateway", "text/html", b"<html>upstream down</html>", PrometheusUnavailable, "HTTP 502"),
         ("500 Internal Server Error", "text/plain", b"boom", QueryFailed, "HTTP 500: boom"),
         (

@@ -49,8 +49,6 @@ MAX_POINTS: Final = 11_000
 #: an answer this large holds many series (a query that forgot to aggregate over 10,000 pods), and
 #: reading and parsing all of it would cost the operator hundreds of MiB for a query it must refuse.
 MAX_ANSWER_BYTES: Final = 8 * 2**20
-#: Prometheus writes these strings for non-finite sample values.
-_NON_FINITE: Final = frozenset({"NaN", "+Inf", "-Inf", "Inf"})
 
 
 class MetricSourceError(DataError):
@@ -142,11 +140,10 @@ def _grid(start: float, end: float, step: float) -> npt.NDArray[np.float64]:
 
 
 def _parse_value(raw: object) -> float:
-    # Explicit, not float(): Python would accept "inf", "nan" and "1_000" that Prometheus never writes.
+    # Prometheus writes every value as a string ("NaN" and "+Inf" too, which float() reads): a number
+    # in its place means the answer is not Prometheus's.
     if not isinstance(raw, str):
         raise ValueError(f"sample value {raw!r} is not a string")
-    if raw in _NON_FINITE:
-        return math.nan
     value = float(raw)
     return value if math.isfinite(value) else math.nan
 
