@@ -355,7 +355,7 @@ def test_restart_between_intent_and_patch_finishes_the_action_once(env: Env) -> 
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
     settle(env.cluster, "p", 3)
     # Said apart: an incident of the policy's own on the healthy generator (a false alarm, which
-    # would also touch the canary) is another failure than a second unpause.
+    # would also touch the canary) is another failure than a second pause.
     assert [p["metadata"]["name"] for p in env.cluster.plans()] == ["p-x1-pause"]
     assert env.kit.get("checkout")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
     assert len([e for e in events(env.api, env.namespace, "checkout") if e["reason"] == "ActionPause"]) == 1
